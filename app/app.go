@@ -1,0 +1,174 @@
+// Package app wires the portal together: configuration, the database, the
+// tus endpoint and its finalizer, the outbox, the HTTP API and the web UI.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/doorito/portal/outbox"
+	"github.com/doorito/portal/tus"
+	tushandler "github.com/tus/tusd/v2/pkg/handler"
+)
+
+// App is one running portal.
+type App struct {
+	cfg       Config
+	log       *slog.Logger
+	db        *DB
+	outbox    *outbox.Outbox
+	tus       *tus.Server
+	publicURL string
+
+	ln         net.Listener
+	server     *http.Server
+	cancelReqs context.CancelCauseFunc
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// New checks the configuration; Open starts the portal.
+func New(cfg Config) (*App, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &App{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Addr returns the address the HTTP server listens on (after Open).
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// URL returns the portal's public base URL (after Open).
+func (a *App) URL() string { return a.publicURL }
+
+// UploadDir is where tus keeps uploads.
+func (a *App) UploadDir() string { return filepath.Join(a.cfg.DataDir, "uploads") }
+
+// Open opens the database, binds the listener (a busy port is an error
+// here, not a log line), finalizes uploads a previous run left unfinished,
+// and starts serving in the background.
+func (a *App) Open(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if a.db, err = OpenDB(ctx, dbPath(a.cfg.DataDir)); err != nil {
+		return err
+	}
+	a.outbox = outbox.New(a.db.W, a.db.R)
+
+	if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	a.publicURL = a.cfg.PublicURL
+	if a.publicURL == "" {
+		a.publicURL = "http://" + a.ln.Addr().String()
+	}
+	basePath := "/files/"
+	if a.cfg.PublicURL != "" {
+		basePath = a.cfg.PublicURL + "/files/"
+	}
+	a.tus, err = tus.New(tus.Config{
+		Dir:                     a.UploadDir(),
+		BasePath:                basePath,
+		MaxSize:                 a.cfg.MaxUploadSize,
+		CORSOrigins:             a.cfg.CORSOrigins,
+		RespectForwardedHeaders: a.cfg.TrustProxy,
+		EnableIETFDraft:         a.cfg.IETFDraft,
+		Logger:                  a.log.With("component", "tus"),
+		Finalize:                a.finalize,
+		PreCreate:               a.preCreate,
+	})
+	if err != nil {
+		return err
+	}
+
+	// Finish what a previous run left: completed uploads without a row.
+	a.sweep(ctx)
+
+	reqCtx, cancelReqs := context.WithCancelCause(context.Background())
+	a.cancelReqs = cancelReqs
+	a.server = &http.Server{
+		Handler:           a.routes(),
+		ReadHeaderTimeout: 20 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	// On shutdown, cancel request contexts with tusd's ErrServerShutdown so
+	// open PATCHes stop reading, keep what they wrote and answer 503.
+	a.server.RegisterOnShutdown(func() { cancelReqs(tushandler.ErrServerShutdown) })
+
+	bg, stop := context.WithCancel(context.Background())
+	a.stop = stop
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		if err := a.server.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server", "err", err)
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.runEvery(bg, a.cfg.SweepInterval, a.sweep)
+	}()
+	a.log.Info("portal started", "listen", a.ln.Addr().String(), "url", a.publicURL, "data_dir", a.cfg.DataDir,
+		"version", a.cfg.Version)
+	return nil
+}
+
+// runEvery calls fn every interval until ctx ends.
+func (a *App) runEvery(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}
+
+// Close stops the portal: HTTP first (open uploads save what they got),
+// then background work, then the database.
+func (a *App) Close() error {
+	var errs []error
+	if a.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		err := a.server.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("shutdown http: %w", err))
+			a.server.Close()
+		}
+	} else if a.ln != nil {
+		a.ln.Close()
+	}
+	if a.cancelReqs != nil {
+		a.cancelReqs(tushandler.ErrServerShutdown)
+	}
+	if a.stop != nil {
+		a.stop()
+	}
+	a.wg.Wait()
+	if a.db != nil {
+		errs = append(errs, a.db.Close())
+	}
+	a.log.Info("portal stopped")
+	return errors.Join(errs...)
+}

@@ -1,0 +1,23 @@
+module github.com/doorito/portal
+
+go 1.26.8
+
+require (
+	github.com/google/uuid v1.6.0
+	github.com/tus/tusd/v2 v2.10.1
+	golang.org/x/exp v0.0.0-20260611194520-c48552f49976
+	modernc.org/sqlite v1.61.1
+)
+
+require (
+	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/mattn/go-isatty v0.0.24 // indirect
+	github.com/ncruces/go-strftime v1.1.0 // indirect
+	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
+	github.com/tus/lockfile v1.2.0 // indirect
+	golang.org/x/net v0.59.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	modernc.org/libc v1.79.0 // indirect
+	modernc.org/mathutil v1.7.1 // indirect
+	modernc.org/memory v1.12.1 // indirect
+)

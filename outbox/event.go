@@ -1,0 +1,157 @@
+// Package outbox is the portal's transactional outbox: events written in the
+// same transaction as the change they describe, fanned out to webhook
+// endpoints, and delivered, signed and retried, by a dispatcher.
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// ErrNotFound is returned when an event (or other record) does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Event is one outbox event. Payload holds the exact bytes delivered.
+type Event struct {
+	Seq       int64           `json:"-"`
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	FileID    string          `json:"file_id,omitempty"`
+	Payload   json.RawMessage `json:"payload"`
+	CreatedAt time.Time       `json:"created_at"`
+}
+
+// Outbox appends and reads events.
+type Outbox struct {
+	w, r *sql.DB
+	wake chan struct{}
+}
+
+// New returns an Outbox over the writer and reader pools of the database.
+func New(w, r *sql.DB) *Outbox {
+	return &Outbox{w: w, r: r, wake: make(chan struct{}, 1)}
+}
+
+// Append writes ev inside tx, the caller's transaction, so the event
+// commits or rolls back with the change it describes. Call Committed after
+// the transaction commits.
+func (o *Outbox) Append(ctx context.Context, tx *sql.Tx, ev Event) error {
+	if ev.ID == "" || ev.Type == "" || len(ev.Payload) == 0 {
+		return errors.New("outbox: event needs an id, a type and a payload")
+	}
+	var fileID any
+	if ev.FileID != "" {
+		fileID = ev.FileID
+	}
+	_, err := tx.ExecContext(ctx,
+		"INSERT INTO events (id, type, file_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+		ev.ID, ev.Type, fileID, []byte(ev.Payload), ev.CreatedAt.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("outbox: append %s: %w", ev.Type, err)
+	}
+	return nil
+}
+
+// Committed tells the outbox that events were committed, waking whoever
+// waits on Wake without blocking.
+func (o *Outbox) Committed() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Wake is signalled after events commit.
+func (o *Outbox) Wake() <-chan struct{} { return o.wake }
+
+// EventFilter selects events for List.
+type EventFilter struct {
+	Type   string
+	FileID string
+	Cursor string // opaque; from a previous page's NextCursor
+	Limit  int
+}
+
+// EventPage is one page of events, newest first.
+type EventPage struct {
+	Items      []Event `json:"items"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// ErrBadCursor is returned for a cursor that List did not produce.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// List returns events matching f, newest first.
+func (o *Outbox) List(ctx context.Context, f EventFilter) (EventPage, error) {
+	q := "SELECT seq, id, type, COALESCE(file_id, ''), payload, created_at FROM events WHERE 1=1"
+	var args []any
+	if f.Type != "" {
+		q += " AND type = ?"
+		args = append(args, f.Type)
+	}
+	if f.FileID != "" {
+		q += " AND file_id = ?"
+		args = append(args, f.FileID)
+	}
+	if f.Cursor != "" {
+		seq, err := strconv.ParseInt(f.Cursor, 10, 64)
+		if err != nil || seq <= 0 {
+			return EventPage{}, ErrBadCursor
+		}
+		q += " AND seq < ?"
+		args = append(args, seq)
+	}
+	q += " ORDER BY seq DESC LIMIT ?"
+	args = append(args, f.Limit+1)
+	rows, err := o.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return EventPage{}, fmt.Errorf("outbox: list events: %w", err)
+	}
+	defer rows.Close()
+	page := EventPage{Items: []Event{}}
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return EventPage{}, err
+		}
+		page.Items = append(page.Items, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return EventPage{}, fmt.Errorf("outbox: list events: %w", err)
+	}
+	if len(page.Items) > f.Limit {
+		page.Items = page.Items[:f.Limit]
+		page.NextCursor = strconv.FormatInt(page.Items[f.Limit-1].Seq, 10)
+	}
+	return page, nil
+}
+
+// Get returns one event by its id.
+func (o *Outbox) Get(ctx context.Context, id string) (Event, error) {
+	row := o.r.QueryRowContext(ctx,
+		"SELECT seq, id, type, COALESCE(file_id, ''), payload, created_at FROM events WHERE id = ?", id)
+	ev, err := scanEvent(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Event{}, ErrNotFound
+	}
+	return ev, err
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanEvent(s scanner) (Event, error) {
+	var ev Event
+	var payload []byte
+	var created int64
+	if err := s.Scan(&ev.Seq, &ev.ID, &ev.Type, &ev.FileID, &payload, &created); err != nil {
+		return Event{}, err
+	}
+	ev.Payload = payload
+	ev.CreatedAt = time.UnixMilli(created).UTC()
+	return ev, nil
+}

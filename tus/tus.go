@@ -1,0 +1,320 @@
+// Package tus embeds the tusd v2 resumable-upload server: a filestore with
+// inline SHA-256 hashing, file locking, and a finalize hook that runs before
+// the client's last request is answered.
+package tus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tus/tusd/v2/pkg/filelocker"
+	"github.com/tus/tusd/v2/pkg/filestore"
+	"github.com/tus/tusd/v2/pkg/handler"
+)
+
+// Completed describes an upload whose bytes are all on disk and hashed.
+type Completed struct {
+	UploadID string
+	Size     int64
+	SHA256   string // lower-case hex
+	Key      string // path of the data file relative to the upload dir
+	MetaData map[string]string
+	// Request is the HTTP request that completed the upload; nil when the
+	// upload is finalized by a sweep.
+	Request *handler.HTTPRequest
+	Context context.Context
+}
+
+// Config configures the embedded tus server.
+type Config struct {
+	// Dir holds the uploads (data, .info and .sha256 files, locks).
+	Dir string
+	// BasePath is the path the handler is mounted at ("/files/"), or an
+	// absolute URL ("https://portal.example/files/") when the portal runs
+	// behind a proxy with a known public URL.
+	BasePath string
+	// MaxSize is the largest upload accepted, in bytes; 0 means no limit.
+	MaxSize int64
+	// CORSOrigins lists browser origins allowed to upload; empty allows none
+	// but the portal's own pages, "*" allows every origin.
+	CORSOrigins []string
+	// RespectForwardedHeaders trusts X-Forwarded-Host/-Proto and Forwarded.
+	RespectForwardedHeaders bool
+	// EnableIETFDraft switches on the IETF resumable-upload draft protocol.
+	EnableIETFDraft bool
+	// Logger receives tusd's logs.
+	Logger *slog.Logger
+	// Finalize is called once the bytes of a complete, non-partial upload
+	// are durable; it must be idempotent. An error fails the request.
+	Finalize func(Completed) error
+	// PreCreate, when set, may reject a new upload or change its metadata.
+	PreCreate func(handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error)
+	// PreTerminate, when set, may refuse a DELETE.
+	PreTerminate func(handler.HookEvent) (handler.HTTPResponse, error)
+}
+
+// Server is the tus endpoint.
+type Server struct {
+	cfg     Config
+	store   *HashStore
+	locker  filelocker.FileLocker
+	handler *handler.Handler
+}
+
+// New creates the upload directory and the tusd handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("tus: upload dir is required")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("tus: create upload dir: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, store: NewHashStore(cfg.Dir), locker: filelocker.New(cfg.Dir)}
+	composer := handler.NewStoreComposer()
+	s.store.UseIn(composer)
+	s.locker.UseIn(composer)
+
+	cors, err := corsConfig(cfg.CORSOrigins)
+	if err != nil {
+		return nil, err
+	}
+	h, err := handler.NewHandler(handler.Config{
+		StoreComposer:              composer,
+		BasePath:                   cfg.BasePath,
+		MaxSize:                    cfg.MaxSize,
+		Cors:                       cors,
+		RespectForwardedHeaders:    cfg.RespectForwardedHeaders,
+		EnableExperimentalProtocol: cfg.EnableIETFDraft,
+		Logger:                     newExpLogger(cfg.Logger),
+		PreUploadCreateCallback:    cfg.PreCreate,
+		PreUploadTerminateCallback: cfg.PreTerminate,
+		PreFinishResponseCallback:  s.preFinish,
+		AcquireLockTimeout:         20 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tus: %w", err)
+	}
+	s.handler = h
+	return s, nil
+}
+
+// corsConfig builds tusd's CORS settings from a list of allowed origins.
+func corsConfig(origins []string) (*handler.CorsConfig, error) {
+	c := handler.DefaultCorsConfig
+	if len(origins) == 0 {
+		c.Disable = true
+		return &c, nil
+	}
+	var parts []string
+	for _, o := range origins {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		if o == "*" {
+			parts = []string{".*"}
+			break
+		}
+		if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return nil, fmt.Errorf("tus: CORS origin %q must start with http:// or https://", o)
+		}
+		parts = append(parts, regexp.QuoteMeta(o))
+	}
+	c.AllowOrigin = regexp.MustCompile("^(" + strings.Join(parts, "|") + ")$")
+	return &c, nil
+}
+
+// ServeHTTP serves tus requests; mount it with the base path stripped.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Store returns the hashing store (for tests and metrics).
+func (s *Server) Store() *HashStore { return s.store }
+
+// Dir returns the upload directory.
+func (s *Server) Dir() string { return s.cfg.Dir }
+
+func (s *Server) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
+	if ev.Upload.IsPartial {
+		return handler.HTTPResponse{}, nil
+	}
+	req := ev.HTTPRequest
+	c, err := s.complete(ev.Context, ev.Upload.ID)
+	if err != nil {
+		return handler.HTTPResponse{}, err
+	}
+	c.Request = &req
+	if err := s.cfg.Finalize(c); err != nil {
+		return handler.HTTPResponse{}, err
+	}
+	return handler.HTTPResponse{}, nil
+}
+
+// complete returns the finished upload's description; the caller holds the
+// upload's lock (tusd does during the pre-finish hook).
+func (s *Server) complete(ctx context.Context, id string) (Completed, error) {
+	up, err := s.store.GetUpload(ctx, id)
+	if err != nil {
+		return Completed{}, err
+	}
+	info, err := up.GetInfo(ctx)
+	if err != nil {
+		return Completed{}, err
+	}
+	sum, err := up.(*hashUpload).finish(ctx)
+	if err != nil {
+		return Completed{}, fmt.Errorf("finish digest of %s: %w", id, err)
+	}
+	key, err := filepath.Rel(s.cfg.Dir, info.Storage[filestore.StorageKeyPath])
+	if err != nil || strings.HasPrefix(key, "..") {
+		key = id
+	}
+	return Completed{
+		UploadID: id,
+		Size:     info.Size,
+		SHA256:   sum,
+		Key:      filepath.ToSlash(key),
+		MetaData: info.MetaData,
+		Context:  ctx,
+	}, nil
+}
+
+// Upload is what the store knows of one upload.
+type Upload struct {
+	ID         string
+	Size       int64
+	Offset     int64
+	IsPartial  bool
+	IsFinal    bool
+	Deferred   bool
+	MetaData   map[string]string
+	ModifiedAt time.Time
+}
+
+// Complete reports whether all the upload's bytes have arrived.
+func (u Upload) Complete() bool { return !u.Deferred && u.Offset == u.Size }
+
+// Uploads lists every upload in the store.
+func (s *Server) Uploads(ctx context.Context) ([]Upload, error) {
+	matches, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*.info"))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Upload, 0, len(matches))
+	for _, m := range matches {
+		id := strings.TrimSuffix(filepath.Base(m), ".info")
+		up, err := s.store.GetUpload(ctx, id)
+		if err != nil {
+			continue // removed meanwhile, or its data file is gone
+		}
+		info, err := up.GetInfo(ctx)
+		if err != nil {
+			continue
+		}
+		var mod time.Time
+		if st, err := os.Stat(m); err == nil {
+			mod = st.ModTime()
+		}
+		if st, err := os.Stat(info.Storage[filestore.StorageKeyPath]); err == nil && st.ModTime().After(mod) {
+			mod = st.ModTime()
+		}
+		out = append(out, Upload{
+			ID: info.ID, Size: info.Size, Offset: info.Offset, IsPartial: info.IsPartial,
+			IsFinal: info.IsFinal, Deferred: info.SizeIsDeferred, MetaData: info.MetaData, ModifiedAt: mod,
+		})
+	}
+	return out, nil
+}
+
+// lock takes the upload's lock, waiting up to the context's deadline.
+func (s *Server) lock(ctx context.Context, id string) (handler.Lock, error) {
+	l, err := s.locker.NewLock(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Lock(ctx, func() {}); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Sweep finalizes every complete, non-partial upload for which done reports
+// false: the safety net for uploads whose pre-finish hook failed or never
+// ran (a crash between the last byte and the hook). It returns how many it
+// finalized.
+func (s *Server) Sweep(ctx context.Context, done func(ctx context.Context, uploadID string) (bool, error)) (int, error) {
+	ups, err := s.Uploads(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, u := range ups {
+		if u.IsPartial || !u.Complete() {
+			continue
+		}
+		ok, err := done(ctx, u.ID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			continue
+		}
+		if err := s.sweepOne(ctx, u.ID); err != nil {
+			errs = append(errs, fmt.Errorf("finalize %s: %w", u.ID, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+func (s *Server) sweepOne(ctx context.Context, id string) error {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := s.lock(lctx, id)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	c, err := s.complete(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.cfg.Finalize(c)
+}
+
+// Terminate removes an upload's bytes and bookkeeping, taking its lock.
+func (s *Server) Terminate(ctx context.Context, id string) error {
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := s.lock(lctx, id)
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	up, err := s.store.GetUpload(ctx, id)
+	if errors.Is(err, handler.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.store.AsTerminatableUpload(up).Terminate(ctx)
+}
+
+// Open returns a reader of an upload's stored bytes.
+func (s *Server) Open(ctx context.Context, id string) (*os.File, error) {
+	return os.Open(filepath.Join(s.cfg.Dir, id))
+}
