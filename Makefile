@@ -1,0 +1,45 @@
+# Doorito Portal. `make run` builds and starts the portal on its defaults;
+# `make test` installs what the tests need and runs them all.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := build/portal
+NPM      ?= npm
+
+export CGO_ENABLED=0
+
+.PHONY: all build run test test-go test-node vet fmt-check clean
+
+all: build
+
+## build: the static portal binary at build/portal
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+## run: build and start the portal (127.0.0.1:8080, data in ./data)
+run: build
+	./$(BIN) serve
+
+## test: vet, Go tests, and the Node tests with real tus clients
+test: fmt-check vet test-go test-node
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+test-go:
+	$(GO) test -count=1 -timeout 10m ./...
+
+test/node/node_modules: test/node/package.json test/node/package-lock.json
+	cd test/node && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+test-node: build test/node/node_modules
+	cd test/node && PORTAL_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1
+
+clean:
+	rm -rf build
