@@ -171,6 +171,9 @@ func (s *Server) complete(ctx context.Context, id string) (Completed, error) {
 	if err != nil {
 		return Completed{}, err
 	}
+	if info.SizeIsDeferred || info.Offset != info.Size {
+		return Completed{}, fmt.Errorf("upload %s is not complete (%d of %d bytes)", id, info.Offset, info.Size)
+	}
 	sum, err := up.(*hashUpload).finish(ctx)
 	if err != nil {
 		return Completed{}, fmt.Errorf("finish digest of %s: %w", id, err)
@@ -187,6 +190,19 @@ func (s *Server) complete(ctx context.Context, id string) (Completed, error) {
 		MetaData: info.MetaData,
 		Context:  ctx,
 	}, nil
+}
+
+// Completed describes a complete upload (computing its digest if needed),
+// holding the upload's lock meanwhile.
+func (s *Server) Completed(ctx context.Context, id string) (Completed, error) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := s.lock(lctx, id)
+	if err != nil {
+		return Completed{}, err
+	}
+	defer l.Unlock()
+	return s.complete(ctx, id)
 }
 
 // Upload is what the store knows of one upload.
