@@ -8,10 +8,12 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN make build VERSION=${VERSION}
+RUN make build VERSION=${VERSION} && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/build/portal /usr/local/bin/portal
+# The data volume must belong to the non-root user the portal runs as.
+COPY --from=build --chown=65532:65532 /out/data /data
 ENV PORTAL_LISTEN=0.0.0.0:8080 \
     PORTAL_DATA_DIR=/data
 VOLUME /data
