@@ -29,6 +29,8 @@ const usage = `Doorito Portal: resumable uploads in, signed webhooks out.
 Usage:
   portal serve [flags]      run the portal (flags below; each has a PORTAL_* environment variable)
   portal healthcheck        exit 0 when the local portal is ready (for Docker's HEALTHCHECK)
+  portal backup [--data-dir D] FILE
+                            write a consistent copy of the database to FILE (safe while serving)
   portal version            print the version
   portal help               print this help
 
@@ -52,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "healthcheck":
 		return healthcheck(args, stderr)
+	case "backup":
+		return backup(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -253,5 +257,33 @@ func healthcheck(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portal healthcheck: %s: %s\n", resp.Status, strings.TrimSpace(string(body)))
 		return 1
 	}
+	return 0
+}
+
+// backup writes an online copy of the database (see docs/operations.md).
+func backup(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("portal backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := os.Getenv("PORTAL_DATA_DIR")
+	if dataDir == "" {
+		dataDir = app.DefaultDataDir
+	}
+	fs.StringVar(&dataDir, "data-dir", dataDir, "the portal's data `dir`ectory (env PORTAL_DATA_DIR)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: portal backup [--data-dir D] FILE")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	if err := app.Backup(context.Background(), dataDir, fs.Arg(0)); err != nil {
+		fmt.Fprintln(stderr, "portal:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "database backed up to", fs.Arg(0))
 	return 0
 }
