@@ -16,6 +16,7 @@ import (
 
 	"github.com/doorito/portal/outbox"
 	"github.com/doorito/portal/tus"
+	"github.com/prometheus/client_golang/prometheus"
 	tushandler "github.com/tus/tusd/v2/pkg/handler"
 )
 
@@ -27,6 +28,7 @@ type App struct {
 	outbox    *outbox.Outbox
 	tus       *tus.Server
 	publicURL string
+	registry  *prometheus.Registry
 
 	ln         net.Listener
 	server     *http.Server
@@ -95,6 +97,8 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+
+	a.registry = a.newRegistry()
 
 	// Finish what a previous run left: completed uploads without a row.
 	a.sweep(ctx)

@@ -162,6 +162,16 @@ func extraMetadata(meta map[string]string) map[string]string {
 // for the same upload finds the row and adds nothing.
 func (a *App) finalize(c tus.Completed) error {
 	start := time.Now()
+	err := a.finalizeTx(c, start)
+	if err != nil {
+		metricFinalizeFailures.Inc()
+		return err
+	}
+	metricFinalizeDuration.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 	ctx := context.WithoutCancel(orBackground(c.Context))
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond)
 	f := File{
@@ -216,7 +226,13 @@ func (a *App) appendFileEvent(ctx context.Context, tx *sql.Tx, typ string, at ti
 	if err != nil {
 		return err
 	}
-	return a.outbox.Append(ctx, tx, outbox.Event{ID: id, Type: typ, FileID: f.ID, Payload: body, CreatedAt: at})
+	if err := a.outbox.Append(ctx, tx, outbox.Event{ID: id, Type: typ, FileID: f.ID, Payload: body, CreatedAt: at}); err != nil {
+		return err
+	}
+	// Counted when appended; a rolled-back transaction over-counts, which
+	// only happens on failures that are logged and counted themselves.
+	metricEventsWritten.WithLabelValues(typ).Inc()
+	return nil
 }
 
 func orBackground(ctx context.Context) context.Context {
@@ -249,6 +265,7 @@ func (a *App) isFinalized(ctx context.Context, uploadID string) (bool, error) {
 func (a *App) sweep(ctx context.Context) {
 	n, err := a.tus.Sweep(ctx, a.isFinalized)
 	if n > 0 {
+		metricSweepFinalized.Add(float64(n))
 		a.log.Info("sweep finalized uploads", "count", n)
 	}
 	if err != nil {

@@ -77,6 +77,7 @@ func (a *App) routes() http.Handler {
 	}))
 
 	mux.Handle("GET /schemas/{name}", a.h(a.serveSchema))
+	mux.Handle("GET /metrics", a.metricsHandler())
 	mux.Handle("GET /healthz", a.h(a.healthz))
 	mux.Handle("GET /readyz", a.h(a.readyz))
 	mux.Handle("/", webui.Handler(webui.Config{Version: a.cfg.Version}))

@@ -138,6 +138,9 @@ func corsConfig(origins []string) (*handler.CorsConfig, error) {
 // ServeHTTP serves tus requests; mount it with the base path stripped.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// Metrics returns tusd's counters (for its Prometheus collector).
+func (s *Server) Metrics() handler.Metrics { return s.handler.Metrics }
+
 // Store returns the hashing store (for tests and metrics).
 func (s *Server) Store() *HashStore { return s.store }
 
