@@ -6,10 +6,11 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := build/portal
 NPM      ?= npm
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check
 
 all: build
 
@@ -22,7 +23,17 @@ run: build
 	./$(BIN) serve
 
 ## test: vet, Go tests, and the Node tests with real tus clients
-test: fmt-check vet test-go test-node
+test: fmt-check vet tools test-go test-node
+
+## tools: Debian packages the tests use (promtool), installed when missing
+tools:
+	@command -v promtool >/dev/null || { \
+	  echo "installing Debian's prometheus package (promtool)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+## prometheus-check: a real Prometheus scrapes a running portal
+prometheus-check: build tools
+	scripts/prometheus-check.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -32,7 +43,7 @@ vet:
 	$(GO) vet ./...
 
 test-go:
-	$(GO) test -count=1 -timeout 10m ./...
+	PORTAL_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 10m ./...
 
 test/node/node_modules: test/node/package.json test/node/package-lock.json
 	cd test/node && $(NPM) ci --no-audit --no-fund
