@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint
 
 all: build
 
@@ -30,6 +30,16 @@ tools:
 	@command -v promtool >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+## docker-lint: lint the Dockerfile (no Docker engine needed) and check the binary is static
+docker-lint: build test/docker/node_modules
+	cd test/docker && node lint.mjs ../../Dockerfile
+	@out=$$(ldd $(BIN) 2>&1 || true); echo "ldd $(BIN): $$out"; \
+	echo "$$out" | grep -q "not a dynamic executable"
+
+test/docker/node_modules: test/docker/package.json test/docker/package-lock.json
+	cd test/docker && $(NPM) ci --no-audit --no-fund
+	@touch $@
 
 ## prometheus-check: a real Prometheus scrapes a running portal
 prometheus-check: build tools
