@@ -2,13 +2,24 @@
 # Build: docker build -t doorito-portal .
 # Run:   docker run -p 8080:8080 -v portal-data:/data doorito-portal
 
+# The upload page's Uppy bundle (npm packages pinned in webui/ui/package-lock.json).
+FROM node:20-bookworm-slim AS ui
+WORKDIR /src/webui/ui
+COPY webui/ui/package.json webui/ui/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY webui/ui/build.mjs ./
+COPY webui/ui/src ./src
+RUN node build.mjs
+
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+COPY --from=ui /src/webui/static/dist ./webui/static/dist
 ARG VERSION=dev
-RUN make build VERSION=${VERSION} && mkdir -p /out/data
+# SKIP_UI=1: the bundle comes from the ui stage; this stage has no npm.
+RUN make build SKIP_UI=1 VERSION=${VERSION} && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/build/portal /usr/local/bin/portal

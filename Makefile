@@ -10,20 +10,36 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium
 
 all: build
 
-## build: the static portal binary at build/portal
-build:
+## build: the static portal binary at build/portal (with the web UI bundle)
+build: $(if $(SKIP_UI),,ui)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+# The upload page's Uppy bundle: npm ci, then esbuild into webui/static/dist
+# (git-ignored, embedded by go:embed). SKIP_UI=1 builds with the bundle
+# already there (the Dockerfile makes it in a node stage).
+UI_DIR  := webui/ui
+UI_DIST := webui/static/dist/upload.js
+
+## ui: install the pinned npm packages and bundle the upload page
+ui: $(UI_DIST)
+
+$(UI_DIST): $(UI_DIR)/node_modules $(UI_DIR)/build.mjs $(wildcard $(UI_DIR)/src/*)
+	cd $(UI_DIR) && node build.mjs
+
+$(UI_DIR)/node_modules: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
+	cd $(UI_DIR) && $(NPM) ci --no-audit --no-fund
+	@touch $@
 
 ## run: build and start the portal (127.0.0.1:8080, data in ./data)
 run: build
 	./$(BIN) serve
 
 ## test: vet, Go tests, and the Node tests with real tus clients
-test: fmt-check vet tools test-go test-node
+test: fmt-check vet tools ui test-go test-node
 
 ## tools: Debian packages the tests use (promtool), installed when missing
 tools:
@@ -61,6 +77,22 @@ test/node/node_modules: test/node/package.json test/node/package-lock.json
 
 test-node: build test/node/node_modules
 	cd test/node && PORTAL_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1
+
+## e2e: drive the real binary in headless Chromium (Debian's package) with
+## playwright-core: sign in, upload through Uppy, webhooks, replay.
+## Screenshots of every page go to build/e2e/screenshots/.
+e2e: build chromium test/e2e/node_modules
+	cd test/e2e && PORTAL_BIN=$(CURDIR)/$(BIN) E2E_OUT=$(CURDIR)/build/e2e node --test --test-concurrency=1
+
+## chromium: Debian's chromium, installed when missing (never a downloaded browser)
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+test/e2e/node_modules: test/e2e/package.json test/e2e/package-lock.json
+	cd test/e2e && $(NPM) ci --no-audit --no-fund
+	@touch $@
 
 clean:
 	rm -rf build

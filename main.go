@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -31,6 +32,10 @@ Usage:
   portal healthcheck        exit 0 when the local portal is ready (for Docker's HEALTHCHECK)
   portal backup [--data-dir D] FILE
                             write a consistent copy of the database to FILE (safe while serving)
+  portal user add [--data-dir D] --username U [--role uploader|admin]
+                            create a user; the password comes from PORTAL_USER_PASSWORD or stdin
+  portal token create [--data-dir D] --username U [--name N] [--expires 720h]
+                            issue an API token for a user and print it (shown only once)
   portal version            print the version
   portal help               print this help
 
@@ -56,6 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return healthcheck(args, stderr)
 	case "backup":
 		return backup(args, stdout, stderr)
+	case "user":
+		return userCmd(args, os.Stdin, os.Getenv, stdout, stderr)
+	case "token":
+		return tokenCmd(args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -72,6 +81,9 @@ type serveFlags struct {
 	corsOrigins   string
 	logLevel      string
 	logFormat     string
+	// Webhook delivery flags parsed after the flag set.
+	endpointAllowCIDRs string
+	retrySchedule      string
 }
 
 func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
@@ -89,8 +101,22 @@ func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&c.Bucket, "storage-bucket", app.DefaultBucket, "bucket `name` reported in events' storage pointers")
 	fs.DurationVar(&c.FileTTL, "file-ttl", app.DefaultFileTTL, "how long a stored file lives by default")
 	fs.DurationVar(&c.FileTTLMax, "file-ttl-max", app.DefaultFileTTLMax, "the longest TTL an upload may ask for")
+	fs.DurationVar(&c.ExpiryNotifyBefore, "expiry-notify-before", app.DefaultExpiryNotifyBefore, "send file.expiring this long before a file expires")
+	fs.StringVar(&c.ExpirySchedule, "expiry-schedule", app.DefaultExpirySchedule, "cron `spec` of the file.expiring notifier (5 fields or \"@every 1m\")")
+	fs.StringVar(&c.CleanupSchedule, "cleanup-schedule", app.DefaultCleanupSchedule, "cron `spec` of the cleanup of expired files and abandoned uploads")
+	fs.DurationVar(&c.IncompleteTTL, "incomplete-ttl", app.DefaultIncompleteTTL, "remove unfinished uploads untouched this long")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", app.DefaultSweepInterval, "how often to finalize completed uploads that have no file record")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long to wait for open requests on shutdown")
+	fs.BoolVar(&c.AnonymousUploads, "anonymous-uploads", false, "let clients without credentials create uploads (recorded with a null actor)")
+	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", app.DefaultAuthRateLimit, "login and token requests per `minute` per client address (-1: no limit)")
+	fs.BoolVar(&c.AllowPrivateEndpoints, "allow-private-endpoints", false, "let webhook endpoints be on loopback, private and link-local addresses")
+	fs.StringVar(&f.endpointAllowCIDRs, "endpoint-allow-cidrs", "", "comma-separated non-public `networks` webhook endpoints may be on (10.1.0.0/16,192.168.5.7)")
+	fs.DurationVar(&c.DeliveryTimeout, "delivery-timeout", app.DefaultDeliveryTimeout, "timeout of one webhook request")
+	fs.IntVar(&c.DeliveryWorkers, "delivery-workers", app.DefaultDeliveryWorkers, "webhook requests in flight at most")
+	fs.IntVar(&c.DeliveryPerEndpoint, "delivery-per-endpoint", app.DefaultDeliveryPerEndpoint, "webhook requests in flight per endpoint at most")
+	fs.StringVar(&f.retrySchedule, "delivery-retry-schedule", "5s,5m,30m,2h,5h,10h,10h", "comma-separated `waits` before each webhook retry (then the delivery is failed)")
+	fs.DurationVar(&c.EndpointDisableAfter, "endpoint-disable-after", app.DefaultEndpointDisableAfter, "disable a webhook endpoint whose deliveries all failed for this long (-1s: never)")
+	fs.DurationVar(&c.SecretRotationGrace, "secret-rotation-grace", app.DefaultSecretRotationGrace, "how long a rotated webhook secret keeps signing next to the new one")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.Usage = func() {
@@ -103,6 +129,8 @@ func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
 			}
 			fmt.Fprintln(out, ")")
 		})
+		fmt.Fprintf(out, "\nOn first start the user admin is created with the password in PORTAL_ADMIN_PASSWORD\n"+
+			"(or the file named by PORTAL_ADMIN_PASSWORD_FILE); without it a random password is printed once.\n")
 	}
 	return fs, f
 }
@@ -145,12 +173,36 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (app.C
 		return app.Config{}, nil, fmt.Errorf("--max-upload-size: %w", err)
 	}
 	f.cfg.MaxUploadSize = size
+	if f.cfg.AdminPassword, err = secretEnv(getenv, "PORTAL_ADMIN_PASSWORD"); err != nil {
+		return app.Config{}, nil, err
+	}
 	for _, o := range strings.Split(f.corsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			f.cfg.CORSOrigins = append(f.cfg.CORSOrigins, o)
 		}
 	}
+	for _, c := range strings.Split(f.endpointAllowCIDRs, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			f.cfg.EndpointAllowCIDRs = append(f.cfg.EndpointAllowCIDRs, c)
+		}
+	}
+	if f.cfg.DeliverySchedule, err = parseDurations(f.retrySchedule); err != nil {
+		return app.Config{}, nil, fmt.Errorf("--delivery-retry-schedule: %w", err)
+	}
 	return f.cfg, f, nil
+}
+
+// parseDurations reads a comma-separated list of durations ("5s,5m,2h").
+func parseDurations(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, part := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q is not a positive duration", strings.TrimSpace(part))
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // parseSize reads a byte count: a whole number, optionally with a unit
@@ -208,6 +260,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger = logger
 	cfg.Version = version
+	cfg.Console = stdout
 
 	a, err := app.New(cfg)
 	if err != nil {
@@ -285,5 +338,115 @@ func backup(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintln(stdout, "database backed up to", fs.Arg(0))
+	return 0
+}
+
+// secretEnv reads a secret from the environment variable name, or from the
+// file named by name_FILE (trailing newline removed). Secrets never come
+// from flags, which other users can see in ps.
+func secretEnv(getenv func(string) string, name string) (string, error) {
+	if v := getenv(name); v != "" {
+		return v, nil
+	}
+	file := getenv(name + "_FILE")
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s_FILE: %w", name, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// dataDirFlag adds --data-dir, defaulting to PORTAL_DATA_DIR or ./data.
+func dataDirFlag(fs *flag.FlagSet) *string {
+	dir := os.Getenv("PORTAL_DATA_DIR")
+	if dir == "" {
+		dir = app.DefaultDataDir
+	}
+	return fs.String("data-dir", dir, "the portal's data `dir`ectory (env PORTAL_DATA_DIR)")
+}
+
+// userCmd runs `portal user add`: it creates a user in the data dir. The
+// password comes from PORTAL_USER_PASSWORD or the first line of stdin.
+func userCmd(args []string, stdin io.Reader, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "add" {
+		fmt.Fprintln(stderr, "Usage: portal user add [--data-dir D] --username U [--role uploader|admin]")
+		return 2
+	}
+	fs := flag.NewFlagSet("portal user add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := dataDirFlag(fs)
+	username := fs.String("username", "", "the new user's `name`")
+	role := fs.String("role", app.RoleUploader, "`role`: uploader or admin")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: portal user add [--data-dir D] --username U [--role uploader|admin]")
+		fmt.Fprintln(stderr, "The password is read from PORTAL_USER_PASSWORD, or else from the first line of stdin.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *username == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	pw := getenv("PORTAL_USER_PASSWORD")
+	if pw == "" {
+		fmt.Fprintf(stderr, "Password for %s (one line on stdin): ", *username)
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		fmt.Fprintln(stderr)
+		if err != nil && (!errors.Is(err, io.EOF) || line == "") {
+			fmt.Fprintln(stderr, "portal: no password on stdin")
+			return 2
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	u, err := app.AddUser(context.Background(), *dataDir, *username, *role, pw)
+	if err != nil {
+		fmt.Fprintln(stderr, "portal:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "created user %s (role %s, id %s)\n", u.Username, u.Role, u.ID)
+	return 0
+}
+
+// tokenCmd runs `portal token create`: it issues an API token for a user
+// in the data dir and prints it, the only time it is shown.
+func tokenCmd(args []string, stdout, stderr io.Writer) int {
+	usage := "Usage: portal token create [--data-dir D] --username U [--name N] [--expires 720h]"
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("portal token create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := dataDirFlag(fs)
+	username := fs.String("username", "", "the `user` the token acts as")
+	name := fs.String("name", "cli", "a `name` to recognise the token by")
+	expires := fs.Duration("expires", 0, "lifetime (e.g. 720h); 0 for a token that does not expire")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if *username == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	t, secret, err := app.CreateToken(context.Background(), *dataDir, *username, *name, *expires)
+	if err != nil {
+		fmt.Fprintln(stderr, "portal:", err)
+		return 1
+	}
+	exp := "never"
+	if t.ExpiresAt != nil {
+		exp = t.ExpiresAt.Format(time.RFC3339)
+	}
+	fmt.Fprintf(stderr, "token %s (%q) for %s, expires %s; it is shown only this once:\n", t.ID, t.Name, t.Username, exp)
+	fmt.Fprintln(stdout, secret)
 	return 0
 }

@@ -32,7 +32,8 @@ func (a *App) apiListEvents(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// apiGetEvent serves GET /api/v1/events/{id}.
+// apiGetEvent serves GET /api/v1/events/{id}, with the event's deliveries
+// and their attempts.
 func (a *App) apiGetEvent(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
@@ -45,6 +46,17 @@ func (a *App) apiGetEvent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ev)
+	ds, err := a.outbox.EventDeliveries(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, eventWithDeliveries{Event: ev, Deliveries: ds})
 	return nil
+}
+
+// eventWithDeliveries is an event with its deliveries to each endpoint and
+// their attempts.
+type eventWithDeliveries struct {
+	outbox.Event
+	Deliveries []outbox.Delivery `json:"deliveries"`
 }

@@ -27,7 +27,15 @@ func (a *App) apiListFiles(w http.ResponseWriter, r *http.Request) error {
 			return errBadRequest("invalid cursor")
 		}
 	}
-	page, err := a.listFiles(r.Context(), FileFilter{Status: status, Cursor: cursor, Limit: limit})
+	filter := FileFilter{Status: status, Cursor: cursor, Limit: limit}
+	u := requestUser(r)
+	if u == nil {
+		return errNoAuth("authentication required")
+	}
+	if !u.IsAdmin() {
+		filter.OwnerID = u.ID // uploaders list their own files
+	}
+	page, err := a.listFiles(r.Context(), filter)
 	if err != nil {
 		return err
 	}
@@ -44,6 +52,9 @@ func (a *App) fileFromPath(r *http.Request) (File, error) {
 	f, err := a.getFile(r.Context(), id)
 	if errors.Is(err, ErrNotFound) {
 		return File{}, errNotFound("file")
+	}
+	if err == nil && !mayAccessFile(requestUser(r), f) {
+		return File{}, errNotFound("file") // someone else's file: as if it did not exist
 	}
 	return f, err
 }

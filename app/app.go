@@ -29,6 +29,9 @@ type App struct {
 	tus       *tus.Server
 	publicURL string
 	registry  *prometheus.Registry
+	webhooks  *outbox.Dispatcher
+	auth      *authState
+	jobs      jobs
 
 	ln         net.Listener
 	server     *http.Server
@@ -70,7 +73,14 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if a.db, err = OpenDB(ctx, dbPath(a.cfg.DataDir)); err != nil {
 		return err
 	}
-	a.outbox = outbox.New(a.db.W, a.db.R)
+	a.outbox = outbox.New(a.db.W, a.db.R, outbox.WithClock(a.cfg.Now))
+	a.webhooks = a.newDispatcher()
+	if err := a.ensureAdmin(ctx); err != nil {
+		return err
+	}
+	if a.auth, err = a.newAuth(); err != nil {
+		return err
+	}
 
 	if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -93,6 +103,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		Logger:                  a.log.With("component", "tus"),
 		Finalize:                a.finalize,
 		PreCreate:               a.preCreate,
+		PreTerminate:            a.preTerminate,
 	})
 	if err != nil {
 		return err
@@ -118,7 +129,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
-	a.wg.Add(2)
+	// The expiry notifier and the cleanup, on their cron schedules.
+	if err := a.startJobs(bg); err != nil {
+		return err
+	}
+	a.wg.Add(3)
+	go func() {
+		defer a.wg.Done()
+		a.webhooks.Run(bg) // stopped with the other background work, before the database closes
+	}()
 	go func() {
 		defer a.wg.Done()
 		if err := a.server.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -169,6 +188,7 @@ func (a *App) Close() error {
 	if a.stop != nil {
 		a.stop()
 	}
+	a.stopJobs() // waits for running jobs, which use the database
 	a.wg.Wait()
 	if a.db != nil {
 		errs = append(errs, a.db.Close())

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // MustOpen starts a portal on 127.0.0.1:0 with its data in a temporary
@@ -33,6 +35,12 @@ func MustOpen(tb testing.TB, cfg Config) *App {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard // the generated admin password
+	}
+	if cfg.passwordCost == 0 {
+		cfg.passwordCost = bcrypt.MinCost
+	}
 	a, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
@@ -41,6 +49,7 @@ func MustOpen(tb testing.TB, cfg Config) *App {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { a.Close() })
+	registerTestPortal(tb, a) // the helpers below act as its admin
 	return a
 }
 
@@ -89,10 +98,7 @@ func tusCreate(tb testing.TB, base string, length int, meta map[string]string) s
 	if meta != nil {
 		req.Header.Set("Upload-Metadata", encodeMeta(meta))
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	resp := authDo(tb, req)
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		body, _ := io.ReadAll(resp.Body)
@@ -108,10 +114,7 @@ func tusPatch(tb testing.TB, url string, offset int, chunk []byte) (int, int) {
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	req.Header.Set("Upload-Offset", strconv.Itoa(offset))
 	req.Header.Set("Content-Type", "application/offset+octet-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	resp := authDo(tb, req)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	off, _ := strconv.Atoi(resp.Header.Get("Upload-Offset"))
@@ -133,13 +136,11 @@ func MustUpload(tb testing.TB, base string, data []byte, chunk int, meta map[str
 	return url
 }
 
-// getJSON GETs url and decodes the JSON body into v; it returns the status.
+// getJSON GETs url (as the admin) and decodes the JSON body into v; it
+// returns the status.
 func getJSON(tb testing.TB, url string, v any) int {
 	tb.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	resp := authGet(tb, url)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if v != nil {
@@ -231,19 +232,18 @@ func TestUploadStoresFileAndEvent(t *testing.T) {
 	MustValidatePayload(t, evs[0].Payload)
 	var p EventPayload
 	json.Unmarshal(evs[0].Payload, &p)
+	// The helpers upload as the admin, so the admin is the actor.
 	if p.EventID != evs[0].ID || p.File.ID != f.ID || p.File.SHA256 != want.SHA256 || p.Source != a.URL() ||
-		p.Actor.UserID != nil || p.File.DownloadURL != a.URL()+"/api/v1/files/"+f.ID+"/content" {
+		p.Actor.Username == nil || *p.Actor.Username != "admin" || p.Actor.UserID == nil || f.OwnerID == nil ||
+		*p.Actor.UserID != *f.OwnerID || p.File.DownloadURL != a.URL()+"/api/v1/files/"+f.ID+"/content" {
 		t.Errorf("payload = %+v", p)
 	}
 
 	// The download URL serves the same bytes.
-	resp, err := http.Get(p.File.DownloadURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := authGet(t, p.File.DownloadURL)
 	got, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK && !bytes.Equal(got, data) {
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
 		t.Errorf("download: %d bytes, equal=%v", len(got), bytes.Equal(got, data))
 	}
 }
@@ -400,10 +400,7 @@ func TestBadInputGetsJSON4xx(t *testing.T) {
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	req.Header.Set("Upload-Length", "10")
 	req.Header.Set("Upload-Metadata", encodeMeta(map[string]string{"filetype": "not a type"}))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := authDo(t, req)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("bad filetype: %d, want 400", resp.StatusCode)
@@ -453,10 +450,7 @@ func TestMaxUploadSize(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, a.URL()+"/files/", nil)
 	req.Header.Set("Tus-Resumable", "1.0.0")
 	req.Header.Set("Upload-Length", "1001")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := authDo(t, req)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d, want 413", resp.StatusCode)

@@ -3,10 +3,15 @@ package app
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/doorito/portal/outbox"
+	"github.com/robfig/cron/v3"
 )
 
 // Config is everything the portal needs to run. main fills it from flags and
@@ -35,6 +40,16 @@ type Config struct {
 	// what an upload may ask for.
 	FileTTL    time.Duration
 	FileTTLMax time.Duration
+	// ExpiryNotifyBefore is how long before its expiry a file's
+	// file.expiring notice is sent.
+	ExpiryNotifyBefore time.Duration
+	// ExpirySchedule and CleanupSchedule are the cron specs of the
+	// notifier and the cleanup jobs (5 fields, or "@every 1m", "@hourly").
+	ExpirySchedule  string
+	CleanupSchedule string
+	// IncompleteTTL is how long an unfinished upload (or a part of a
+	// concatenation) may go untouched before the cleanup removes it.
+	IncompleteTTL time.Duration
 	// SweepInterval is how often completed uploads without a file row are
 	// looked for (they are also looked for at start-up).
 	SweepInterval time.Duration
@@ -42,6 +57,48 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Version is the build's version string.
 	Version string
+	// AnonymousUploads lets clients without credentials create uploads
+	// (recorded with a null actor) and continue them.
+	AnonymousUploads bool
+	// AdminPassword is the password of the user "admin" created on first
+	// start; empty means a random one, printed once to Console.
+	AdminPassword string
+	// Console receives one-time notices meant for the operator, not the
+	// log (the generated admin password); nil means standard output.
+	Console io.Writer
+	// AuthRateLimit is how many login and token requests one client
+	// address may make per minute; 0 means DefaultAuthRateLimit, a
+	// negative number no limit.
+	AuthRateLimit int
+	// passwordCost is the bcrypt cost; 0 means DefaultPasswordCost (tests
+	// lower it).
+	passwordCost int
+	// AllowPrivateEndpoints lets webhook endpoints be on loopback, private,
+	// link-local and other non-public addresses (single-host setups).
+	AllowPrivateEndpoints bool
+	// EndpointAllowCIDRs are non-public networks webhook endpoints may be
+	// on even without AllowPrivateEndpoints ("10.1.0.0/16", "127.0.0.1").
+	EndpointAllowCIDRs []string
+	// DeliveryTimeout bounds one webhook request.
+	DeliveryTimeout time.Duration
+	// DeliveryWorkers bounds the webhook requests in flight;
+	// DeliveryPerEndpoint bounds them per endpoint.
+	DeliveryWorkers     int
+	DeliveryPerEndpoint int
+	// DeliverySchedule is the wait before each retry of a failed webhook
+	// delivery; after the last one the delivery is failed.
+	DeliverySchedule []time.Duration
+	// EndpointDisableAfter disables an endpoint whose deliveries have all
+	// failed for this long (negative: never).
+	EndpointDisableAfter time.Duration
+	// SecretRotationGrace is how long an endpoint's previous secret keeps
+	// signing after a rotation (unless the rotation asks otherwise).
+	SecretRotationGrace time.Duration
+	// endpointAllow is EndpointAllowCIDRs parsed; deliveryPoll and
+	// deliveryJitter tune the dispatcher in tests (0: defaults).
+	endpointAllow  []netip.Prefix
+	deliveryPoll   time.Duration
+	deliveryJitter float64
 	// Logger receives the portal's logs; nil discards them.
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
@@ -57,6 +114,25 @@ const (
 	DefaultFileTTLMax      = 30 * 24 * time.Hour
 	DefaultSweepInterval   = 5 * time.Minute
 	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Defaults of the expiry jobs (expiry.go, cleanup.go).
+const (
+	DefaultExpiryNotifyBefore = 24 * time.Hour
+	DefaultExpirySchedule     = "@every 1m"
+	DefaultCleanupSchedule    = "@every 5m"
+	DefaultIncompleteTTL      = 24 * time.Hour
+)
+
+// Defaults of webhook delivery.
+const (
+	DefaultDeliveryTimeout      = outbox.DefaultTimeout
+	DefaultDeliveryWorkers      = outbox.DefaultWorkers
+	DefaultDeliveryPerEndpoint  = outbox.DefaultPerEndpoint
+	DefaultEndpointDisableAfter = outbox.DefaultDisableAfter
+	DefaultSecretRotationGrace  = 24 * time.Hour
+	// maxSecretRotationGrace bounds the grace period of a rotation.
+	maxSecretRotationGrace = 7 * 24 * time.Hour
 )
 
 // withDefaults fills zero fields and checks the rest.
@@ -75,6 +151,18 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.FileTTLMax == 0 {
 		c.FileTTLMax = DefaultFileTTLMax
+	}
+	if c.ExpiryNotifyBefore == 0 {
+		c.ExpiryNotifyBefore = DefaultExpiryNotifyBefore
+	}
+	if c.ExpirySchedule == "" {
+		c.ExpirySchedule = DefaultExpirySchedule
+	}
+	if c.CleanupSchedule == "" {
+		c.CleanupSchedule = DefaultCleanupSchedule
+	}
+	if c.IncompleteTTL == 0 {
+		c.IncompleteTTL = DefaultIncompleteTTL
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = DefaultSweepInterval
@@ -98,6 +186,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FileTTL > c.FileTTLMax {
 		errs = append(errs, fmt.Errorf("file TTL %s is longer than the maximum %s", c.FileTTL, c.FileTTLMax))
 	}
+	if c.ExpiryNotifyBefore < 0 || c.IncompleteTTL < 0 {
+		errs = append(errs, errors.New("expiry notice window and incomplete-upload TTL must be positive"))
+	}
+	for _, sc := range [][2]string{{"expiry", c.ExpirySchedule}, {"cleanup", c.CleanupSchedule}} {
+		if _, err := cron.ParseStandard(sc[1]); err != nil {
+			errs = append(errs, fmt.Errorf("%s schedule %q: %w", sc[0], sc[1], err))
+		}
+	}
 	if c.MaxUploadSize < 0 {
 		errs = append(errs, errors.New("max upload size must not be negative"))
 	}
@@ -108,5 +204,66 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	}
+	errs = append(errs, c.deliveryDefaults()...)
 	return c, errors.Join(errs...)
+}
+
+// deliveryDefaults fills and checks the webhook delivery settings.
+func (c *Config) deliveryDefaults() []error {
+	if c.DeliveryTimeout == 0 {
+		c.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	if c.DeliveryWorkers == 0 {
+		c.DeliveryWorkers = DefaultDeliveryWorkers
+	}
+	if c.DeliveryPerEndpoint == 0 {
+		c.DeliveryPerEndpoint = DefaultDeliveryPerEndpoint
+	}
+	if c.DeliverySchedule == nil {
+		c.DeliverySchedule = outbox.DefaultSchedule
+	}
+	if c.EndpointDisableAfter == 0 {
+		c.EndpointDisableAfter = DefaultEndpointDisableAfter
+	}
+	if c.SecretRotationGrace == 0 {
+		c.SecretRotationGrace = DefaultSecretRotationGrace
+	}
+	var errs []error
+	if c.DeliveryTimeout < 0 || c.DeliveryWorkers < 0 || c.DeliveryPerEndpoint < 0 || c.SecretRotationGrace < 0 {
+		errs = append(errs, errors.New("delivery timeout, workers, per-endpoint limit and secret grace must be positive"))
+	}
+	if c.SecretRotationGrace > maxSecretRotationGrace {
+		errs = append(errs, fmt.Errorf("secret rotation grace may be at most %s", maxSecretRotationGrace))
+	}
+	if len(c.DeliverySchedule) == 0 || len(c.DeliverySchedule) > 30 {
+		errs = append(errs, errors.New("the delivery retry schedule needs 1 to 30 waits"))
+	}
+	for _, d := range c.DeliverySchedule {
+		if d <= 0 || d > 7*24*time.Hour {
+			errs = append(errs, fmt.Errorf("delivery retry wait %s must be positive and at most 168h", d))
+			break
+		}
+	}
+	c.endpointAllow = nil
+	for _, s := range c.EndpointAllowCIDRs {
+		p, err := parsePrefix(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.endpointAllow = append(c.endpointAllow, p)
+	}
+	return errs
+}
+
+// parsePrefix reads a CIDR prefix or a single IP address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("endpoint allow-list entry %q is not a CIDR prefix or an IP address", s)
 }

@@ -55,7 +55,8 @@ const (
 )
 
 // reservedMeta are tus metadata keys the portal interprets itself.
-var reservedMeta = map[string]bool{"filename": true, "filetype": true, "name": true, "type": true}
+// ttl is not copied either: its effect is the file's expires_at.
+var reservedMeta = map[string]bool{"filename": true, "filetype": true, "name": true, "type": true, ttlMetaKey: true}
 
 // errBadMetadata explains why upload metadata was refused.
 type errBadMetadata struct{ msg string }
@@ -85,6 +86,9 @@ func checkMetadata(meta map[string]string) error {
 	}
 	if total > maxMetaTotal+2*maxFilenameLen {
 		return errBadMetadata{fmt.Sprintf("metadata: at most %d bytes in all", maxMetaTotal)}
+	}
+	if err := checkTTLMeta(meta); err != nil {
+		return err
 	}
 	if ct := contentTypeOf(meta); ct != "" {
 		if _, _, err := mime.ParseMediaType(ct); err != nil {
@@ -185,7 +189,7 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 		Metadata:    extraMetadata(c.MetaData),
 		Status:      StatusStored,
 		StoredAt:    now,
-		ExpiresAt:   now.Add(a.cfg.FileTTL),
+		ExpiresAt:   now.Add(a.fileTTL(c.MetaData)),
 	}
 	meta, _ := json.Marshal(f.Metadata)
 	tx, err := a.db.W.BeginTx(ctx, nil)
@@ -193,6 +197,13 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
 	}
 	defer tx.Rollback()
+	// The owner recorded when the upload was created: the same whether a
+	// request or the sweep finalizes it.
+	owner, err := ownerOfUpload(ctx, tx, c.UploadID)
+	if err != nil {
+		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
+	}
+	f.OwnerID, f.OwnerUsername = owner.UserID, owner.Username
 	res, err := tx.ExecContext(ctx, `INSERT INTO files (id, upload_id, filename, content_type, size_bytes, sha256,
 		storage_backend, storage_bucket, storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (upload_id) DO NOTHING`,
@@ -205,7 +216,7 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil // finalized before
 	}
-	if err := a.appendFileEvent(ctx, tx, EventFileUploaded, now, f, PayloadActor{}, ""); err != nil {
+	if err := a.appendFileEvent(ctx, tx, EventFileUploaded, now, f, fileOwnerActor(f), ""); err != nil {
 		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -213,7 +224,7 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 	}
 	a.outbox.Committed()
 	a.log.Info("file stored", "file_id", f.ID, "upload_id", f.UploadID, "size", f.SizeBytes,
-		"sha256", f.SHA256, "duration", time.Since(start))
+		"sha256", f.SHA256, "owner_id", ownerIDOf(f), "duration", time.Since(start))
 	return nil
 }
 
@@ -316,8 +327,10 @@ func (a *App) getFile(ctx context.Context, id string) (File, error) {
 // FileFilter selects files for listFiles.
 type FileFilter struct {
 	Status string
-	Cursor string
-	Limit  int
+	// OwnerID, when set, keeps only that user's files.
+	OwnerID string
+	Cursor  string
+	Limit   int
 }
 
 // FilePage is one page of files, newest first.
@@ -334,6 +347,10 @@ func (a *App) listFiles(ctx context.Context, f FileFilter) (FilePage, error) {
 	if f.Status != "" {
 		q += " AND status = ?"
 		args = append(args, f.Status)
+	}
+	if f.OwnerID != "" {
+		q += " AND owner_id = ?"
+		args = append(args, f.OwnerID)
 	}
 	if f.Cursor != "" {
 		q += " AND id < ?"

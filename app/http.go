@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/doorito/portal/webui"
 )
 
 // Error is an API error: an HTTP status, a stable machine-readable code and
@@ -63,15 +61,37 @@ func (a *App) h(fn handlerFunc) http.Handler {
 
 // routes builds the portal's HTTP handler.
 func (a *App) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/files/", http.StripPrefix("/files/", a.tus))
-	mux.Handle("/files", http.StripPrefix("/files", a.tus))
+	mux := &routeMux{ServeMux: http.NewServeMux()}
+	uploads := a.guardUploads(a.tus)
+	mux.Handle("/files/", http.StripPrefix("/files/", uploads))
+	mux.Handle("/files", http.StripPrefix("/files", uploads))
 
 	mux.Handle("GET /api/v1/files", a.h(a.apiListFiles))
 	mux.Handle("GET /api/v1/files/{id}", a.h(a.apiGetFile))
+	mux.Handle("PATCH /api/v1/files/{id}", a.h(a.apiPatchFile))
+	mux.Handle("DELETE /api/v1/files/{id}", a.h(a.apiDeleteFile))
 	mux.Handle("GET /api/v1/files/{id}/content", a.h(a.apiFileContent))
 	mux.Handle("GET /api/v1/events", a.h(a.apiListEvents))
 	mux.Handle("GET /api/v1/events/{id}", a.h(a.apiGetEvent))
+	mux.Handle("GET /api/v1/endpoints", a.h(a.apiListEndpoints))
+	mux.Handle("POST /api/v1/endpoints", a.h(a.apiCreateEndpoint))
+	mux.Handle("GET /api/v1/endpoints/{id}", a.h(a.apiGetEndpoint))
+	mux.Handle("PATCH /api/v1/endpoints/{id}", a.h(a.apiUpdateEndpoint))
+	mux.Handle("DELETE /api/v1/endpoints/{id}", a.h(a.apiDeleteEndpoint))
+	mux.Handle("POST /api/v1/endpoints/{id}/rotate-secret", a.h(a.apiRotateSecret))
+	mux.Handle("POST /api/v1/endpoints/{id}/test", a.h(a.apiTestEndpoint))
+	mux.Handle("POST /api/v1/endpoints/{id}/replay", a.h(a.apiReplayEndpoint))
+	mux.Handle("GET /api/v1/endpoints/{id}/deliveries", a.h(a.apiListEndpointDeliveries))
+	mux.Handle("GET /api/v1/deliveries/{id}", a.h(a.apiGetDelivery))
+	mux.Handle("POST /api/v1/deliveries/{id}/retry", a.h(a.apiRetryDelivery))
+	mux.Handle("GET /api/v1/me", a.h(a.apiMe))
+	mux.Handle("POST /api/v1/tokens", a.h(a.apiCreateToken))
+	mux.Handle("GET /api/v1/tokens", a.h(a.apiListTokens))
+	mux.Handle("DELETE /api/v1/tokens/{id}", a.h(a.apiRevokeToken))
+	mux.Handle("GET /api/v1/users", a.h(a.apiListUsers))
+	mux.Handle("POST /api/v1/users", a.h(a.apiCreateUser))
+	mux.Handle("PATCH /api/v1/users/{id}", a.h(a.apiUpdateUser))
+	mux.Handle("DELETE /api/v1/users/{id}", a.h(a.apiDeleteUser))
 	mux.Handle("/api/", a.h(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such API route: " + r.Method + " " + r.URL.Path}
 	}))
@@ -80,8 +100,14 @@ func (a *App) routes() http.Handler {
 	mux.Handle("GET /metrics", a.metricsHandler())
 	mux.Handle("GET /healthz", a.h(a.healthz))
 	mux.Handle("GET /readyz", a.h(a.readyz))
-	mux.Handle("/", webui.Handler(webui.Config{Version: a.cfg.Version}))
-	return a.logRequests(mux)
+	ui := a.newWebUI()
+	a.auth.loginForm = ui.RenderLogin
+	mux.Handle("GET /login", a.uiLoginPage(ui))
+	mux.Handle("POST /login", a.h(a.login))
+	mux.Handle("POST /logout", a.h(a.logout))
+	mux.Handle("/", ui)
+	a.auth.routePatterns = mux.patterns
+	return a.logRequests(a.authenticate(mux))
 }
 
 // statusRecorder remembers the status a handler wrote. It keeps Unwrap so

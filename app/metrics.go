@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/doorito/portal/outbox"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -78,6 +79,7 @@ func (a *App) newRegistry() *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheuscollector.New(a.tus.Metrics()),
 		fileCollector{a},
+		jobCollector{a},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "portal_build_info",
 			Help:        "Build information; the value is always 1.",
@@ -89,6 +91,7 @@ func (a *App) newRegistry() *prometheus.Registry {
 		// (tests open many); each registry registers them once.
 		reg.MustRegister(c)
 	}
+	reg.MustRegister(outbox.Collectors(a.outbox)...) // webhook delivery
 	return reg
 }
 

@@ -16,10 +16,7 @@ func createWith(t *testing.T, base string, hdr map[string]string) *http.Response
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := authDo(t, req)
 	resp.Body.Close()
 	return resp
 }
@@ -67,10 +64,7 @@ func TestIETFDraftSwitch(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, a.URL()+"/files/", bytes.NewReader(data))
 		req.Header.Set("Upload-Draft-Interop-Version", "6")
 		req.Header.Set("Upload-Complete", "?1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := authDo(t, req)
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		return resp

@@ -23,6 +23,7 @@ func TestShutdownSavesOpenPatch(t *testing.T) {
 	req.Header.Set("Upload-Offset", "0")
 	req.Header.Set("Content-Type", "application/offset+octet-stream")
 	req.ContentLength = int64(len(data))
+	req.Header.Set("Authorization", "Bearer "+mustAdminToken(t, a))
 	done := make(chan *http.Response, 1)
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
@@ -63,10 +64,7 @@ func TestShutdownSavesOpenPatch(t *testing.T) {
 	b := MustOpen(t, Config{DataDir: dir, Listen: a.Addr()})
 	head, _ := http.NewRequest(http.MethodHead, url, nil)
 	head.Header.Set("Tus-Resumable", "1.0.0")
-	hr, err := http.DefaultClient.Do(head)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hr := authDo(t, head)
 	hr.Body.Close()
 	off, _ := strconv.Atoi(hr.Header.Get("Upload-Offset"))
 	if off != sent {

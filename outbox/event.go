@@ -26,21 +26,102 @@ type Event struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-// Outbox appends and reads events.
+// Outbox appends and reads events, and keeps the webhook endpoints and the
+// deliveries of events to them.
 type Outbox struct {
 	w, r *sql.DB
 	wake chan struct{}
+	now  func() time.Time
+}
+
+// Option configures an Outbox.
+type Option func(*Outbox)
+
+// WithClock makes the outbox read the current time from now (tests inject a
+// clock); the default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(o *Outbox) {
+		if now != nil {
+			o.now = now
+		}
+	}
 }
 
 // New returns an Outbox over the writer and reader pools of the database.
-func New(w, r *sql.DB) *Outbox {
-	return &Outbox{w: w, r: r, wake: make(chan struct{}, 1)}
+func New(w, r *sql.DB, opts ...Option) *Outbox {
+	o := &Outbox{w: w, r: r, wake: make(chan struct{}, 1), now: time.Now}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
 }
 
+// clock is the current time, UTC, at the database's millisecond precision.
+func (o *Outbox) clock() time.Time { return o.now().UTC().Truncate(time.Millisecond) }
+
 // Append writes ev inside tx, the caller's transaction, so the event
-// commits or rolls back with the change it describes. Call Committed after
-// the transaction commits.
+// commits or rolls back with the change it describes, and fans it out: one
+// pending delivery per enabled endpoint whose event_types match ev.Type,
+// in the same transaction. Call Committed after the transaction commits.
 func (o *Outbox) Append(ctx context.Context, tx *sql.Tx, ev Event) error {
+	if err := insertEvent(ctx, tx, ev); err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT id, event_types FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL")
+	if err != nil {
+		return fmt.Errorf("outbox: fan out %s: %w", ev.Type, err)
+	}
+	var targets []string
+	for rows.Next() {
+		var id, types string
+		if err := rows.Scan(&id, &types); err != nil {
+			rows.Close()
+			return fmt.Errorf("outbox: fan out %s: %w", ev.Type, err)
+		}
+		if MatchEventType(decodeTypes(types), ev.Type) {
+			targets = append(targets, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("outbox: fan out %s: %w", ev.Type, err)
+	}
+	now := o.clock()
+	for _, ep := range targets {
+		if _, err := insertDelivery(ctx, tx, ev.ID, ep, laneFresh, now); err != nil {
+			return fmt.Errorf("outbox: fan out %s: %w", ev.Type, err)
+		}
+	}
+	return nil
+}
+
+// AppendTo writes ev inside tx with one delivery, to endpointID only,
+// whatever the endpoint's event_types (the test event). It returns the
+// delivery id; ErrNotFound when the endpoint does not exist and a
+// *ConflictError when it is disabled.
+func (o *Outbox) AppendTo(ctx context.Context, tx *sql.Tx, ev Event, endpointID string) (string, error) {
+	var enabled bool
+	err := tx.QueryRowContext(ctx, "SELECT enabled FROM endpoints WHERE id = ? AND deleted_at IS NULL", endpointID).Scan(&enabled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("outbox: append %s: %w", ev.Type, err)
+	}
+	if !enabled {
+		return "", conflictf("the endpoint is disabled; enable it first")
+	}
+	if err := insertEvent(ctx, tx, ev); err != nil {
+		return "", err
+	}
+	id, err := insertDelivery(ctx, tx, ev.ID, endpointID, laneFresh, o.clock())
+	if err != nil {
+		return "", fmt.Errorf("outbox: append %s: %w", ev.Type, err)
+	}
+	return id, nil
+}
+
+func insertEvent(ctx context.Context, tx *sql.Tx, ev Event) error {
 	if ev.ID == "" || ev.Type == "" || len(ev.Payload) == 0 {
 		return errors.New("outbox: event needs an id, a type and a payload")
 	}

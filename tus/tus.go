@@ -231,28 +231,55 @@ func (s *Server) Uploads(ctx context.Context) ([]Upload, error) {
 	}
 	out := make([]Upload, 0, len(matches))
 	for _, m := range matches {
-		id := strings.TrimSuffix(filepath.Base(m), ".info")
-		up, err := s.store.GetUpload(ctx, id)
+		u, err := s.describe(ctx, strings.TrimSuffix(filepath.Base(m), ".info"))
 		if err != nil {
 			continue // removed meanwhile, or its data file is gone
 		}
-		info, err := up.GetInfo(ctx)
-		if err != nil {
-			continue
-		}
-		var mod time.Time
-		if st, err := os.Stat(m); err == nil {
-			mod = st.ModTime()
-		}
-		if st, err := os.Stat(info.Storage[filestore.StorageKeyPath]); err == nil && st.ModTime().After(mod) {
-			mod = st.ModTime()
-		}
-		out = append(out, Upload{
-			ID: info.ID, Size: info.Size, Offset: info.Offset, IsPartial: info.IsPartial,
-			IsFinal: info.IsFinal, Deferred: info.SizeIsDeferred, MetaData: info.MetaData, ModifiedAt: mod,
-		})
+		out = append(out, u)
 	}
 	return out, nil
+}
+
+// Strays lists uploads whose .info file is left without its data file: a
+// removal cut short (the filestore removes the data first). Terminate
+// removes what is left of them.
+func (s *Server) Strays(ctx context.Context) ([]string, error) {
+	matches, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*.info"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range matches {
+		id := strings.TrimSuffix(filepath.Base(m), ".info")
+		if _, err := os.Stat(filepath.Join(s.cfg.Dir, id)); errors.Is(err, os.ErrNotExist) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// describe reads what the store knows of one upload. ModifiedAt is the
+// later of the .info and data files' modification times.
+func (s *Server) describe(ctx context.Context, id string) (Upload, error) {
+	up, err := s.store.GetUpload(ctx, id)
+	if err != nil {
+		return Upload{}, err
+	}
+	info, err := up.GetInfo(ctx)
+	if err != nil {
+		return Upload{}, err
+	}
+	var mod time.Time
+	if st, err := os.Stat(filepath.Join(s.cfg.Dir, id+".info")); err == nil {
+		mod = st.ModTime()
+	}
+	if st, err := os.Stat(info.Storage[filestore.StorageKeyPath]); err == nil && st.ModTime().After(mod) {
+		mod = st.ModTime()
+	}
+	return Upload{
+		ID: info.ID, Size: info.Size, Offset: info.Offset, IsPartial: info.IsPartial,
+		IsFinal: info.IsFinal, Deferred: info.SizeIsDeferred, MetaData: info.MetaData, ModifiedAt: mod,
+	}, nil
 }
 
 // lock takes the upload's lock, waiting up to the context's deadline.
@@ -315,22 +342,56 @@ func (s *Server) sweepOne(ctx context.Context, id string) error {
 }
 
 // Terminate removes an upload's bytes and bookkeeping, taking its lock.
+// Removing what is already gone is no error.
 func (s *Server) Terminate(ctx context.Context, id string) error {
+	_, err := s.TerminateIf(ctx, id, nil)
+	return err
+}
+
+// TerminateIf removes an upload like Terminate when cond (nil: always)
+// holds for the upload as it is once its lock is held, so a client that
+// resumed it meanwhile keeps it. It reports whether it removed anything.
+func (s *Server) TerminateIf(ctx context.Context, id string, cond func(Upload) bool) (bool, error) {
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	l, err := s.lock(lctx, id)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer l.Unlock()
 	up, err := s.store.GetUpload(ctx, id)
 	if errors.Is(err, handler.ErrNotFound) {
-		return nil
+		// The data file is gone; a termination cut short (the filestore
+		// removes the data first) may have left the .info and .sha256.
+		return false, s.removeSidecars(id)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return s.store.AsTerminatableUpload(up).Terminate(ctx)
+	if cond != nil {
+		u, err := s.describe(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		if !cond(u) {
+			return false, nil
+		}
+	}
+	if err := s.store.AsTerminatableUpload(up).Terminate(ctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// removeSidecars removes an upload's .info and .sha256 files if present.
+func (s *Server) removeSidecars(id string) error {
+	var errs []error
+	for _, ext := range []string{".info", ".sha256"} {
+		if err := os.Remove(filepath.Join(s.cfg.Dir, id+ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Open returns a reader of an upload's stored bytes.

@@ -1,35 +1,337 @@
-// Package webui serves the portal's browser pages from assets embedded in
-// the binary.
+// Package webui serves the portal's browser pages: server-rendered
+// html/template pages, a small stylesheet, and the upload page's Uppy
+// bundle, all embedded in the binary (no CDN). It knows nothing of the
+// portal's storage: the app package hands it a Backend.
 package webui
 
 import (
+	"bytes"
 	"embed"
+	"errors"
+	"fmt"
 	"html/template"
+	"io/fs"
+	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
 )
 
-//go:embed templates/*.html
+//go:embed templates
 var templateFS embed.FS
 
-var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+// static holds the committed stylesheet and scripts and, after `make ui`,
+// the generated static/dist/ bundle.
+//
+//go:embed static
+var staticFS embed.FS
 
-// Config is what the pages show about the running portal.
+// Config is what the pages need from the running portal.
 type Config struct {
 	Version string
+	Backend Backend
+	// CrossOrigin checks the UI's POST forms; nil means a default
+	// http.CrossOriginProtection (same origin only).
+	CrossOrigin *http.CrossOriginProtection
+	// Logger receives failures; nil discards them.
+	Logger *slog.Logger
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
 }
 
-// Handler serves the web UI.
-func Handler(cfg Config) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'")
-		if err := pages.ExecuteTemplate(w, "index.html", cfg); err != nil {
-			http.Error(w, "template error", http.StatusInternalServerError)
+// UI is the web UI's HTTP handler.
+type UI struct {
+	cfg    Config
+	be     Backend
+	log    *slog.Logger
+	assets *assets
+	pages  map[string]*template.Template
+	mux    *http.ServeMux
+}
+
+// contentSecurityPolicy keeps every page to the portal's own scripts and
+// styles: no inline script, no third-party origin. Uppy shows previews
+// from blob: and data: URLs.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
+	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// New builds the UI.
+func New(cfg Config) (*UI, error) {
+	if cfg.CrossOrigin == nil {
+		cfg.CrossOrigin = http.NewCrossOriginProtection()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Backend.CurrentUser == nil {
+		cfg.Backend.CurrentUser = func(*http.Request) *User { return nil }
+	}
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, fmt.Errorf("webui: static assets: %w", err)
+	}
+	u := &UI{cfg: cfg, be: cfg.Backend, log: cfg.Logger}
+	if u.assets, err = newAssets(static); err != nil {
+		return nil, err
+	}
+	if u.pages, err = u.parsePages(); err != nil {
+		return nil, err
+	}
+	u.routes()
+	return u, nil
+}
+
+// MustNew is New for configurations known to be valid; it panics on the
+// errors New returns (which only a broken build can cause).
+func MustNew(cfg Config) *UI {
+	u, err := New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// ServeHTTP serves the UI.
+func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP(w, r) }
+
+func (u *UI) routes() {
+	m := http.NewServeMux()
+	u.mux = m
+	m.Handle("GET /static/", http.StripPrefix("/static/", u.assets))
+	m.HandleFunc("GET /{$}", u.home)
+	m.HandleFunc("GET /ui/{$}", u.home)
+	m.HandleFunc("GET /ui/upload", u.signedIn(u.uploadPage))
+	m.HandleFunc("GET /ui/api/uploads/{id}", u.uploadLookup)
+	m.HandleFunc("GET /ui/files", u.signedIn(u.filesPage))
+	m.HandleFunc("GET /ui/files/{id}", u.signedIn(u.filePage))
+	m.HandleFunc("POST /ui/files/{id}/delete", u.form(u.signedIn(u.deleteFile)))
+
+	m.HandleFunc("GET /ui/dashboard", u.admin(u.dashboardPage))
+	m.HandleFunc("GET /ui/events", u.admin(u.eventsPage))
+	m.HandleFunc("GET /ui/events/{id}", u.admin(u.eventPage))
+	m.HandleFunc("POST /ui/deliveries/{id}/retry", u.form(u.admin(u.retryDelivery)))
+	m.HandleFunc("GET /ui/endpoints", u.admin(u.endpointsPage))
+	m.HandleFunc("POST /ui/endpoints", u.form(u.admin(u.createEndpoint)))
+	m.HandleFunc("GET /ui/endpoints/{id}", u.admin(u.endpointPage))
+	m.HandleFunc("POST /ui/endpoints/{id}", u.form(u.admin(u.updateEndpoint)))
+	m.HandleFunc("POST /ui/endpoints/{id}/enable", u.form(u.admin(u.enableEndpoint)))
+	m.HandleFunc("POST /ui/endpoints/{id}/disable", u.form(u.admin(u.disableEndpoint)))
+	m.HandleFunc("POST /ui/endpoints/{id}/rotate-secret", u.form(u.admin(u.rotateSecret)))
+	m.HandleFunc("POST /ui/endpoints/{id}/test", u.form(u.admin(u.testEndpoint)))
+	m.HandleFunc("POST /ui/endpoints/{id}/replay", u.form(u.admin(u.replayEndpoint)))
+	m.HandleFunc("POST /ui/endpoints/{id}/delete", u.form(u.admin(u.deleteEndpoint)))
+	m.HandleFunc("GET /ui/users", u.admin(u.usersPage))
+	m.HandleFunc("POST /ui/users", u.form(u.admin(u.createUser)))
+	m.HandleFunc("POST /ui/users/{id}", u.form(u.admin(u.updateUser)))
+	m.HandleFunc("POST /ui/users/{id}/delete", u.form(u.admin(u.deleteUser)))
+	m.HandleFunc("GET /ui/tokens", u.signedIn(u.tokensPage))
+	m.HandleFunc("POST /ui/tokens", u.form(u.signedIn(u.createToken)))
+	m.HandleFunc("POST /ui/tokens/{id}/revoke", u.form(u.signedIn(u.revokeToken)))
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		u.renderError(w, r, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
+	})
+}
+
+// home sends people where they start: admins to the dashboard, uploaders
+// to the upload page, everyone else to sign in.
+func (u *UI) home(w http.ResponseWriter, r *http.Request) {
+	user := u.be.CurrentUser(r)
+	switch {
+	case user == nil:
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+	case user.Admin():
+		http.Redirect(w, r, "/ui/dashboard", http.StatusSeeOther)
+	default:
+		http.Redirect(w, r, "/ui/upload", http.StatusSeeOther)
+	}
+}
+
+// handler is a page handler that knows the signed-in user.
+type handler func(w http.ResponseWriter, r *http.Request, user *User)
+
+// signedIn sends anonymous visitors to the sign-in page.
+func (u *UI) signedIn(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		user := u.be.CurrentUser(r)
+		if user == nil {
+			if r.Method == http.MethodGet {
+				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				return
+			}
+			u.renderError(w, r, http.StatusUnauthorized, "Your session has ended. Sign in again.")
+			return
 		}
+		h(w, r, user)
+	}
+}
+
+// admin is signedIn for the admin pages.
+func (u *UI) admin(h handler) http.HandlerFunc {
+	return u.signedIn(func(w http.ResponseWriter, r *http.Request, user *User) {
+		if !user.Admin() {
+			u.renderError(w, r, http.StatusForbidden, "This page is for admins.")
+			return
+		}
+		h(w, r, user)
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.NotFound(w, r)
-	})
-	return mux
+}
+
+// maxFormBody bounds the UI's form posts.
+const maxFormBody = 64 << 10
+
+// form checks a POST form: same origin (CrossOriginProtection; session
+// cookies must not be usable from other sites) and a bounded body.
+func (u *UI) form(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := u.cfg.CrossOrigin.Check(r); err != nil {
+			u.renderError(w, r, http.StatusForbidden, "This form was sent from another site and was refused.")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		if err := r.ParseForm(); err != nil {
+			u.renderError(w, r, http.StatusBadRequest, "The form could not be read.")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// view is what every page template gets.
+type view struct {
+	Title   string
+	Nav     string
+	User    *User
+	Version string
+	Flash   string
+	Error   string
+	Status  int
+	// Path is the request's path and query, for the sign-in link.
+	Path string
+	Data any
+}
+
+const flashCookie = "portal_flash"
+
+// redirect answers a form with a redirect to target, carrying msg to the
+// next page in a short-lived cookie.
+func (u *UI) redirect(w http.ResponseWriter, r *http.Request, target, msg string) {
+	if msg != "" {
+		http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: url.QueryEscape(msg), Path: "/ui/", MaxAge: 60,
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// takeFlash reads and clears the flash message.
+func takeFlash(w http.ResponseWriter, r *http.Request) string {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/ui/", MaxAge: -1})
+	msg, _ := url.QueryUnescape(c.Value)
+	return msg
+}
+
+// render writes page name with status. Rendering into a buffer first
+// means a template failure is a clean 500, never half a page.
+func (u *UI) render(w http.ResponseWriter, r *http.Request, status int, name string, v view) {
+	t, ok := u.pages[name]
+	if !ok {
+		u.log.Error("webui: no such page", "page", name)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if v.User == nil {
+		v.User = u.be.CurrentUser(r)
+	}
+	v.Version = u.cfg.Version
+	v.Status = status
+	v.Path = r.URL.RequestURI()
+	if v.Flash == "" && status < 300 {
+		v.Flash = takeFlash(w, r)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
+		u.log.Error("webui: render", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// renderError shows an error page.
+func (u *UI) renderError(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	u.render(w, r, status, "error", view{Title: http.StatusText(status), Error: msg})
+}
+
+// fail shows err: its own message for an *Error, "not found" for
+// ErrNotFound, a generic message (and a log line) for anything else.
+func (u *UI) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		u.renderError(w, r, e.Status, e.Message)
+	case errors.Is(err, ErrNotFound):
+		u.renderError(w, r, http.StatusNotFound, "Not found: it does not exist, or you may not see it.")
+	default:
+		u.log.Error("webui: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		u.renderError(w, r, http.StatusInternalServerError, "Something went wrong on the server. The log has the details.")
+	}
+}
+
+// userMessage is the message of err to show inside a form, or "" when err
+// is not one meant for users (and was logged).
+func (u *UI) userMessage(r *http.Request, err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	if errors.Is(err, ErrNotFound) {
+		return "Not found."
+	}
+	u.log.Error("webui: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	return "Something went wrong on the server. The log has the details."
+}
+
+func (u *UI) parsePages() (map[string]*template.Template, error) {
+	base, err := template.New("base").Funcs(u.funcs()).ParseFS(templateFS, "templates/layout.html", "templates/partials.html")
+	if err != nil {
+		return nil, fmt.Errorf("webui: layout: %w", err)
+	}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	pages := map[string]*template.Template{}
+	for _, n := range names {
+		if b := path.Base(n); b == "layout.html" || b == "partials.html" {
+			continue
+		}
+		t, err := template.Must(base.Clone()).ParseFS(templateFS, n)
+		if err != nil {
+			return nil, fmt.Errorf("webui: %s: %w", n, err)
+		}
+		pages[strings.TrimSuffix(path.Base(n), ".html")] = t
+	}
+	return pages, nil
+}
+
+// RenderLogin writes the sign-in page with status and, when msg is not
+// empty, an error. The form posts username and password to /login.
+func (u *UI) RenderLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	u.render(w, r, status, "login", view{Title: "Sign in", Error: msg})
 }

@@ -1,0 +1,415 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Delivery statuses.
+const (
+	StatusPending    = "pending"    // waiting for its next attempt
+	StatusDelivering = "delivering" // an attempt is under way
+	StatusSucceeded  = "succeeded"  // the endpoint answered 2xx
+	StatusFailed     = "failed"     // every attempt of the schedule failed; replay by hand
+	StatusCancelled  = "cancelled"  // the endpoint was deleted first
+)
+
+// Claim lanes: fresh fan-out is claimed in turn with retries and replays,
+// so a backlog of either never starves the other.
+const (
+	laneFresh = 0
+	laneRetry = 1
+)
+
+// Delivery is one event on its way to one endpoint.
+type Delivery struct {
+	ID         string `json:"id"`
+	EventID    string `json:"event_id"`
+	EventType  string `json:"event_type"`
+	EndpointID string `json:"endpoint_id"`
+	// EndpointURL is the endpoint's current URL (its last one if deleted).
+	EndpointURL string `json:"endpoint_url"`
+	Status      string `json:"status"`
+	// AttemptCount counts every attempt ever made.
+	AttemptCount   int        `json:"attempt_count"`
+	NextAttemptAt  *time.Time `json:"next_attempt_at"`
+	LastAttemptAt  *time.Time `json:"last_attempt_at"`
+	LastStatusCode *int       `json:"last_status_code"`
+	LastError      *string    `json:"last_error"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	// Attempts are filled in by the calls that say so, oldest first.
+	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one HTTP try of a delivery.
+type Attempt struct {
+	ID          int64     `json:"id"`
+	AttemptedAt time.Time `json:"attempted_at"`
+	DurationMS  int64     `json:"duration_ms"`
+	URL         string    `json:"url"`
+	// StatusCode is null when no HTTP response came (network error,
+	// timeout, refused address).
+	StatusCode *int `json:"status_code"`
+	// ResponseBody is the start of the response body (capped).
+	ResponseBody string `json:"response_body"`
+	Error        string `json:"error"`
+}
+
+func insertDelivery(ctx context.Context, tx *sql.Tx, eventID, endpointID string, lane int, now time.Time) (string, error) {
+	id := uuid.Must(uuid.NewV7()).String()
+	_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, endpoint_id, status, lane, next_attempt_at,
+		created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`,
+		id, eventID, endpointID, lane, now.UnixMilli(), now.UnixMilli(), now.UnixMilli())
+	return id, err
+}
+
+const deliveryColumns = `d.id, d.event_id, ev.type, d.endpoint_id, ep.url, d.status, d.attempts, d.next_attempt_at,
+	d.last_attempt_at, d.last_status_code, d.last_error, d.created_at, d.updated_at`
+
+const deliveryFrom = ` FROM deliveries d JOIN events ev ON ev.id = d.event_id JOIN endpoints ep ON ep.id = d.endpoint_id`
+
+func scanDelivery(s scanner) (Delivery, error) {
+	var d Delivery
+	var next, last, code sql.NullInt64
+	var lastErr sql.NullString
+	var created, updated int64
+	if err := s.Scan(&d.ID, &d.EventID, &d.EventType, &d.EndpointID, &d.EndpointURL, &d.Status, &d.AttemptCount,
+		&next, &last, &code, &lastErr, &created, &updated); err != nil {
+		return Delivery{}, err
+	}
+	d.NextAttemptAt, d.LastAttemptAt = msPtr(next), msPtr(last)
+	if code.Valid {
+		c := int(code.Int64)
+		d.LastStatusCode = &c
+	}
+	if lastErr.Valid {
+		d.LastError = &lastErr.String
+	}
+	d.CreatedAt = time.UnixMilli(created).UTC()
+	d.UpdatedAt = time.UnixMilli(updated).UTC()
+	return d, nil
+}
+
+// GetDelivery returns one delivery with its attempts.
+func (o *Outbox) GetDelivery(ctx context.Context, id string) (Delivery, error) {
+	d, err := scanDelivery(o.r.QueryRowContext(ctx, "SELECT "+deliveryColumns+deliveryFrom+" WHERE d.id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Delivery{}, ErrNotFound
+	}
+	if err != nil {
+		return Delivery{}, fmt.Errorf("outbox: get delivery: %w", err)
+	}
+	if err := o.fillAttempts(ctx, []*Delivery{&d}); err != nil {
+		return Delivery{}, err
+	}
+	return d, nil
+}
+
+// EventDeliveries returns the deliveries of one event, with their
+// attempts, in the order they were created.
+func (o *Outbox) EventDeliveries(ctx context.Context, eventID string) ([]Delivery, error) {
+	ds, err := o.queryDeliveries(ctx, "SELECT "+deliveryColumns+deliveryFrom+" WHERE d.event_id = ? ORDER BY d.id", eventID)
+	if err != nil {
+		return nil, err
+	}
+	ptrs := make([]*Delivery, len(ds))
+	for i := range ds {
+		ptrs[i] = &ds[i]
+	}
+	if err := o.fillAttempts(ctx, ptrs); err != nil {
+		return nil, err
+	}
+	return ds, nil
+}
+
+// DeliveryFilter selects an endpoint's deliveries for ListDeliveries.
+type DeliveryFilter struct {
+	EndpointID string
+	Status     string // empty: all
+	Cursor     string // opaque; from a previous page's NextCursor
+	Limit      int
+}
+
+// DeliveryPage is one page of deliveries, newest first, without attempts.
+type DeliveryPage struct {
+	Items      []Delivery `json:"items"`
+	NextCursor string     `json:"next_cursor,omitempty"`
+}
+
+// ListDeliveries returns an endpoint's deliveries, newest first.
+func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (DeliveryPage, error) {
+	q := "SELECT " + deliveryColumns + deliveryFrom + " WHERE d.endpoint_id = ?"
+	args := []any{f.EndpointID}
+	if f.Status != "" {
+		q += " AND d.status = ?"
+		args = append(args, f.Status)
+	}
+	if f.Cursor != "" {
+		if _, err := uuid.Parse(f.Cursor); err != nil {
+			return DeliveryPage{}, ErrBadCursor
+		}
+		q += " AND d.id < ?"
+		args = append(args, f.Cursor)
+	}
+	q += " ORDER BY d.id DESC LIMIT ?"
+	args = append(args, f.Limit+1)
+	ds, err := o.queryDeliveries(ctx, q, args...)
+	if err != nil {
+		return DeliveryPage{}, err
+	}
+	page := DeliveryPage{Items: ds}
+	if len(ds) > f.Limit {
+		page.Items = ds[:f.Limit]
+		page.NextCursor = page.Items[f.Limit-1].ID
+	}
+	return page, nil
+}
+
+func (o *Outbox) queryDeliveries(ctx context.Context, q string, args ...any) ([]Delivery, error) {
+	rows, err := o.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list deliveries: %w", err)
+	}
+	defer rows.Close()
+	ds := []Delivery{}
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: list deliveries: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	return ds, rows.Err()
+}
+
+func (o *Outbox) fillAttempts(ctx context.Context, ds []*Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	byID := map[string]*Delivery{}
+	ids := make([]any, len(ds))
+	for i, d := range ds {
+		byID[d.ID] = d
+		ids[i] = d.ID
+		d.Attempts = []Attempt{}
+	}
+	rows, err := o.r.QueryContext(ctx, `SELECT delivery_id, id, attempted_at, duration_ms, url, status_code, response_body, error
+		FROM delivery_attempts WHERE delivery_id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) ORDER BY id`, ids...)
+	if err != nil {
+		return fmt.Errorf("outbox: attempts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var did string
+		var a Attempt
+		var at int64
+		var code sql.NullInt64
+		if err := rows.Scan(&did, &a.ID, &at, &a.DurationMS, &a.URL, &code, &a.ResponseBody, &a.Error); err != nil {
+			return fmt.Errorf("outbox: attempts: %w", err)
+		}
+		a.AttemptedAt = time.UnixMilli(at).UTC()
+		if code.Valid {
+			c := int(code.Int64)
+			a.StatusCode = &c
+		}
+		byID[did].Attempts = append(byID[did].Attempts, a)
+	}
+	return rows.Err()
+}
+
+// RetryDelivery queues a delivery for an attempt now: a pending one is
+// moved up; a succeeded or failed one starts a new schedule. It is a
+// *ConflictError while an attempt is under way or when the endpoint is
+// deleted.
+func (o *Outbox) RetryDelivery(ctx context.Context, id string) (Delivery, error) {
+	err := o.inTx(ctx, func(tx *sql.Tx) error {
+		var status string
+		var deleted sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT d.status, ep.deleted_at FROM deliveries d
+			JOIN endpoints ep ON ep.id = d.endpoint_id WHERE d.id = ?`, id).Scan(&status, &deleted)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case deleted.Valid:
+			return conflictf("the delivery's endpoint was deleted")
+		case status == StatusDelivering:
+			return conflictf("an attempt of this delivery is under way")
+		}
+		now := o.clock().UnixMilli()
+		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,
+			lane = CASE WHEN status = 'pending' THEN lane ELSE 1 END,
+			tries = CASE WHEN status = 'pending' THEN tries ELSE 0 END WHERE id = ?`, now, now, id)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.As(err, new(*ConflictError)) {
+			return Delivery{}, err
+		}
+		return Delivery{}, fmt.Errorf("outbox: retry delivery: %w", err)
+	}
+	o.Committed()
+	return o.GetDelivery(ctx, id)
+}
+
+// ReplayFilter selects what Replay queues again. With FailedOnly, the
+// endpoint's failed deliveries (of events since Since, when set); without
+// it, every event since Since that the endpoint received or should have
+// received: existing deliveries that are done are queued again, and
+// missing ones (events from while the endpoint was disabled or did not
+// exist yet, or did not match its event types) are created.
+type ReplayFilter struct {
+	FailedOnly bool
+	Since      time.Time
+}
+
+// replayBatch bounds the rows one replay transaction writes, so a large
+// replay does not hold the writer for long.
+const replayBatch = 500
+
+// Replay queues an endpoint's deliveries again (see ReplayFilter) and
+// returns how many it queued. They are sent as retries, in turn with fresh
+// events, so a large replay does not delay new events. The deliveries of
+// a disabled endpoint wait until it is enabled.
+func (o *Outbox) Replay(ctx context.Context, endpointID string, f ReplayFilter) (int, error) {
+	ep, err := o.GetEndpoint(ctx, endpointID)
+	if err != nil {
+		return 0, err
+	}
+	if !f.FailedOnly && f.Since.IsZero() {
+		return 0, invalidf("replay needs a status (failed) or a since time")
+	}
+	statuses := "('failed')"
+	if !f.FailedOnly {
+		statuses = "('succeeded', 'failed')"
+	}
+	since := f.Since.UnixMilli()
+	if f.Since.IsZero() {
+		since = 0
+	}
+	total := 0
+	// Existing deliveries, in batches, each visited once (by id).
+	after := ""
+	for {
+		var n int
+		err := o.inTx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, `SELECT d.id FROM deliveries d JOIN events ev ON ev.id = d.event_id
+				WHERE d.endpoint_id = ? AND d.status IN `+statuses+` AND ev.created_at >= ? AND d.id > ?
+				ORDER BY d.id LIMIT ?`, endpointID, since, after, replayBatch)
+			if err != nil {
+				return err
+			}
+			var ids []any
+			for rows.Next() {
+				var id string
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return err
+				}
+				ids = append(ids, id)
+				after = id
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil || len(ids) == 0 {
+				return err
+			}
+			now := o.clock().UnixMilli()
+			_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = 'pending', lane = 1, tries = 0,
+				next_attempt_at = ?, updated_at = ? WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`,
+				append([]any{now, now}, ids...)...)
+			n = len(ids)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("outbox: replay: %w", err)
+		}
+		total += n
+		if n > 0 {
+			o.Committed()
+		}
+		if n < replayBatch {
+			break
+		}
+	}
+	if f.FailedOnly {
+		return total, nil
+	}
+	// Missing deliveries: matching events since the time that have none
+	// for this endpoint. Test events are only ever sent to their own
+	// endpoint.
+	afterSeq := int64(0)
+	for {
+		rows, err := o.r.QueryContext(ctx, `SELECT ev.seq, ev.id, ev.type FROM events ev
+			WHERE ev.created_at >= ? AND ev.seq > ? AND ev.type <> ? AND NOT EXISTS
+			(SELECT 1 FROM deliveries d WHERE d.event_id = ev.id AND d.endpoint_id = ?) ORDER BY ev.seq LIMIT ?`,
+			since, afterSeq, TestEventType, endpointID, replayBatch)
+		if err != nil {
+			return total, fmt.Errorf("outbox: replay: %w", err)
+		}
+		var ids []string
+		seen := 0
+		for rows.Next() {
+			var id, typ string
+			if err := rows.Scan(&afterSeq, &id, &typ); err != nil {
+				rows.Close()
+				return total, fmt.Errorf("outbox: replay: %w", err)
+			}
+			seen++
+			if MatchEventType(ep.EventTypes, typ) {
+				ids = append(ids, id)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return total, fmt.Errorf("outbox: replay: %w", err)
+		}
+		if len(ids) > 0 {
+			err := o.inTx(ctx, func(tx *sql.Tx) error {
+				now := o.clock()
+				for _, id := range ids {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, endpoint_id, status, lane,
+						next_attempt_at, created_at, updated_at) SELECT ?, ?, ?, 'pending', 1, ?, ?, ?
+						WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = ? AND deleted_at IS NULL)
+						ON CONFLICT (event_id, endpoint_id) DO NOTHING`,
+						uuid.Must(uuid.NewV7()).String(), id, endpointID, now.UnixMilli(), now.UnixMilli(), now.UnixMilli(),
+						endpointID); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return total, fmt.Errorf("outbox: replay: %w", err)
+			}
+			total += len(ids)
+			o.Committed()
+		}
+		if seen < replayBatch {
+			break
+		}
+	}
+	return total, nil
+}
+
+// TestEventType is the type of the test event an administrator sends to
+// one endpoint.
+const TestEventType = "portal.test"
+
+// ParseStatus checks a delivery status filter.
+func ParseStatus(s string) (string, error) {
+	switch s {
+	case "", StatusPending, StatusDelivering, StatusSucceeded, StatusFailed, StatusCancelled:
+		return s, nil
+	}
+	return "", invalidf("status must be one of pending, delivering, succeeded, failed, cancelled")
+}

@@ -1,0 +1,261 @@
+package webui
+
+import (
+	"errors"
+	"net/http"
+	"time"
+)
+
+// Role names, as the portal stores them.
+const (
+	RoleAdmin    = "admin"
+	RoleUploader = "uploader"
+)
+
+// User is the signed-in user, or a row of the users page.
+type User struct {
+	ID        string
+	Username  string
+	Role      string
+	Disabled  bool
+	CreatedAt time.Time
+}
+
+// Admin reports whether u may see the admin pages.
+func (u *User) Admin() bool { return u != nil && u.Role == RoleAdmin }
+
+// Limits are the upload settings the upload page shows and enforces in the
+// browser (the server enforces them again).
+type Limits struct {
+	MaxUploadSize int64 // bytes; 0 means no limit
+	DefaultTTL    time.Duration
+	MaxTTL        time.Duration
+	// ExpiringWithin is the window of the files page's "expiring soon".
+	ExpiringWithin time.Duration
+}
+
+// File is a stored (or deleted) file.
+type File struct {
+	ID           string
+	UploadID     string
+	Filename     string
+	ContentType  string
+	SizeBytes    int64
+	SHA256       string
+	Status       string
+	Owner        string // username; "" for an anonymous upload
+	Metadata     map[string]string
+	StoredAt     time.Time
+	ExpiresAt    time.Time
+	DeletedAt    *time.Time
+	DeleteReason string
+}
+
+// FileQuery filters the files page.
+type FileQuery struct {
+	Status   string // "", "stored" or "deleted"
+	Owner    string // username (admins only)
+	Expiring bool   // stored files expiring within Limits.ExpiringWithin
+	Cursor   string
+	Limit    int
+}
+
+// FilePage is one page of files, newest first.
+type FilePage struct {
+	Items      []File
+	NextCursor string
+}
+
+// Event is an outbox event with, where known, its deliveries.
+type Event struct {
+	ID         string
+	Type       string
+	FileID     string
+	CreatedAt  time.Time
+	Payload    []byte
+	Deliveries []Delivery
+}
+
+// DeliverySummary counts an event's deliveries by status.
+func (e Event) DeliverySummary() map[string]int {
+	m := map[string]int{}
+	for _, d := range e.Deliveries {
+		m[d.Status]++
+	}
+	return m
+}
+
+// EventQuery filters the events page.
+type EventQuery struct {
+	Type     string
+	Status   string // delivery status
+	Endpoint string // endpoint id
+	FileID   string
+	Cursor   string
+	Limit    int
+}
+
+// EventPage is one page of events, newest first.
+type EventPage struct {
+	Items      []Event
+	NextCursor string
+}
+
+// Delivery is one event's delivery to one endpoint.
+type Delivery struct {
+	ID             string
+	EventID        string
+	EventType      string
+	EndpointID     string
+	EndpointURL    string
+	Status         string // pending, delivering, succeeded, failed…
+	AttemptCount   int
+	NextAttemptAt  *time.Time
+	LastStatusCode int
+	LastError      string
+	UpdatedAt      time.Time
+	Attempts       []Attempt
+}
+
+// Attempt is one HTTP try of a delivery.
+type Attempt struct {
+	At           time.Time
+	Duration     time.Duration
+	StatusCode   int
+	ResponseBody string
+	Error        string
+}
+
+// Endpoint is a webhook endpoint.
+type Endpoint struct {
+	ID             string
+	URL            string
+	Description    string
+	EventTypes     []string
+	Enabled        bool
+	DisabledReason string
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	// Delivery statistics (recent window chosen by the backend).
+	Succeeded   int
+	Failed      int
+	Pending     int
+	LastError   string
+	LastErrorAt *time.Time
+}
+
+// SuccessRate is the share of finished deliveries that succeeded, in
+// percent, or -1 when none finished.
+func (e Endpoint) SuccessRate() int {
+	n := e.Succeeded + e.Failed
+	if n == 0 {
+		return -1
+	}
+	return e.Succeeded * 100 / n
+}
+
+// EndpointInput is what the endpoint forms submit.
+type EndpointInput struct {
+	URL         string
+	Description string
+	EventTypes  []string
+}
+
+// Token is an API token (its secret is only shown once, at creation).
+type Token struct {
+	ID         string
+	Name       string
+	Username   string
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	LastUsedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+// Dashboard is the admin overview.
+type Dashboard struct {
+	FilesStored       int64
+	FilesDeleted      int64
+	BytesStored       int64
+	UploadsInProgress int
+	ExpiringSoon      int64
+	Events            int64
+	Users             int
+	// Delivery is nil while the portal has no webhook delivery.
+	Delivery *DeliveryStats
+	// Jobs are the scheduled jobs and when they run next.
+	Jobs []Job
+}
+
+// DeliveryStats summarizes webhook delivery for the dashboard.
+type DeliveryStats struct {
+	Endpoints        int
+	EndpointsEnabled int
+	Backlog          int64 // deliveries not yet finished
+	Failed           int64
+	FailingEndpoints []Endpoint
+}
+
+// Job is a scheduled background job.
+type Job struct {
+	Name    string
+	Next    time.Time
+	LastRun *time.Time
+}
+
+// Backend is what the pages need from the portal. The app package fills it
+// in; a nil function means the portal lacks that feature, and the pages
+// that need it say so instead of failing. Every function gets the request,
+// so the backend applies its own access rules to the authenticated user.
+type Backend struct {
+	CurrentUser func(r *http.Request) *User
+	Limits      func() Limits
+
+	ListFiles    func(r *http.Request, q FileQuery) (FilePage, error)
+	GetFile      func(r *http.Request, id string) (File, error)
+	FileByUpload func(r *http.Request, uploadID string) (File, error)
+	DeleteFile   func(r *http.Request, id string) error
+	FileEvents   func(r *http.Request, fileID string) ([]Event, error)
+
+	ListEvents    func(r *http.Request, q EventQuery) (EventPage, error)
+	GetEvent      func(r *http.Request, id string) (Event, error)
+	RetryDelivery func(r *http.Request, id string) error
+
+	ListEndpoints   func(r *http.Request) ([]Endpoint, error)
+	GetEndpoint     func(r *http.Request, id string) (Endpoint, error)
+	CreateEndpoint  func(r *http.Request, in EndpointInput) (Endpoint, string, error)
+	UpdateEndpoint  func(r *http.Request, id string, in EndpointInput) error
+	SetEndpointOn   func(r *http.Request, id string, enabled bool, reason string) error
+	RotateSecret    func(r *http.Request, id string) (string, error)
+	TestEndpoint    func(r *http.Request, id string) error
+	ReplayEndpoint  func(r *http.Request, id string, since *time.Time) (int, error)
+	DeleteEndpoint  func(r *http.Request, id string) error
+	EndpointEvents  []string // event types an endpoint may subscribe to
+	ListDeliveries  func(r *http.Request, q EventQuery) ([]Delivery, string, error)
+	DeliveryStatus  []string // the delivery statuses, for filters
+	EventTypes      []string // the event types, for filters
+	DashboardCounts func(r *http.Request) (Dashboard, error)
+
+	ListUsers  func(r *http.Request) ([]User, error)
+	CreateUser func(r *http.Request, username, role, password string) (User, error)
+	UpdateUser func(r *http.Request, id string, role *string, disabled *bool, password *string) error
+	DeleteUser func(r *http.Request, id string) error
+
+	ListTokens  func(r *http.Request) ([]Token, error)
+	CreateToken func(r *http.Request, name string, ttl time.Duration) (Token, string, error)
+	RevokeToken func(r *http.Request, id string) error
+}
+
+// ErrNotFound is what a backend returns for a record that does not exist
+// or that the user may not see.
+var ErrNotFound = errors.New("not found")
+
+// Error is a failure the pages may show as it is: a status and a message
+// meant for the user. Backends return it for invalid input and refusals;
+// any other error is logged and shown as a generic failure.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
