@@ -49,6 +49,7 @@ func (r cleanupResult) total() int { return r.Expired + r.Leftovers + r.Abandone
 func (a *App) cleanupJob(ctx context.Context) {
 	start := time.Now()
 	a.jobs.cleanup.runs.Add(1)
+	defer countPanic(&a.jobs.cleanup)
 	r, err := a.runCleanup(ctx)
 	a.endJob(ctx, jobCleanup, &a.jobs.cleanup, start, r.total(), err, "expired", r.Expired,
 		"late_notices", r.Notices, "leftovers", r.Leftovers, "abandoned", r.Abandoned)

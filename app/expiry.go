@@ -181,8 +181,18 @@ func (a *App) stopJobs() {
 func (a *App) expiryJob(ctx context.Context) {
 	start := time.Now()
 	a.jobs.expiry.runs.Add(1)
+	defer countPanic(&a.jobs.expiry)
 	n, err := a.runExpiry(ctx)
 	a.endJob(ctx, jobExpiry, &a.jobs.expiry, start, n, err, "notices", n)
+}
+
+// countPanic counts a run that panicked as failed and lets the panic go
+// on to cron's Recover, which logs it.
+func countPanic(c *jobCounters) {
+	if r := recover(); r != nil {
+		c.failures.Add(1)
+		panic(r)
+	}
 }
 
 // endJob counts and logs the end of a job run that acted on n files or

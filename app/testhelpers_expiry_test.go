@@ -115,16 +115,6 @@ func checkedEvents(tb testing.TB, a *App, fileID string) []EventPayload {
 	return out
 }
 
-// eventTypesOf lists a file's event types, oldest first (schema-checked).
-func eventTypesOf(tb testing.TB, a *App, fileID string) []string {
-	tb.Helper()
-	var out []string
-	for _, p := range checkedEvents(tb, a, fileID) {
-		out = append(out, p.EventType)
-	}
-	return out
-}
-
 func mustTypes(tb testing.TB, a *App, f File, want ...string) []EventPayload {
 	tb.Helper()
 	evs := checkedEvents(tb, a, f.ID)
