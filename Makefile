@@ -68,8 +68,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-test-go:
+## test-go: the Go tests; webhook signatures are also verified with npm standardwebhooks
+test-go: test/webhooks/node_modules
 	PORTAL_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 10m ./...
+
+test/webhooks/node_modules: test/webhooks/package.json test/webhooks/package-lock.json
+	cd test/webhooks && $(NPM) ci --no-audit --no-fund
+	@touch $@
 
 test/node/node_modules: test/node/package.json test/node/package-lock.json
 	cd test/node && $(NPM) ci --no-audit --no-fund

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/doorito/portal/outbox"
+	"github.com/google/uuid"
 )
 
 // apiGetDelivery serves GET /api/v1/deliveries/{id}: one delivery with
@@ -43,6 +44,23 @@ func (a *App) apiListEndpointDeliveries(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return err
 	}
+	if _, err := a.outbox.GetEndpoint(r.Context(), id); err != nil {
+		return webhookError(err, "endpoint")
+	}
+	return a.listDeliveries(w, r, id)
+}
+
+// apiListDeliveries serves GET
+// /api/v1/deliveries?endpoint_id=&status=&limit=&cursor=, newest first.
+func (a *App) apiListDeliveries(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("endpoint_id")
+	if _, err := uuid.Parse(id); id != "" && err != nil {
+		return errBadRequest("endpoint_id must be a UUID")
+	}
+	return a.listDeliveries(w, r, id)
+}
+
+func (a *App) listDeliveries(w http.ResponseWriter, r *http.Request, endpointID string) error {
 	q := r.URL.Query()
 	limit, err := parseLimit(q.Get("limit"))
 	if err != nil {
@@ -52,10 +70,7 @@ func (a *App) apiListEndpointDeliveries(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return webhookError(err, "delivery")
 	}
-	if _, err := a.outbox.GetEndpoint(r.Context(), id); err != nil {
-		return webhookError(err, "endpoint")
-	}
-	page, err := a.outbox.ListDeliveries(r.Context(), outbox.DeliveryFilter{EndpointID: id, Status: status,
+	page, err := a.outbox.ListDeliveries(r.Context(), outbox.DeliveryFilter{EndpointID: endpointID, Status: status,
 		Cursor: q.Get("cursor"), Limit: limit})
 	if err != nil {
 		return webhookError(err, "delivery")

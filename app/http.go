@@ -82,6 +82,7 @@ func (a *App) routes() http.Handler {
 	mux.Handle("POST /api/v1/endpoints/{id}/test", a.h(a.apiTestEndpoint))
 	mux.Handle("POST /api/v1/endpoints/{id}/replay", a.h(a.apiReplayEndpoint))
 	mux.Handle("GET /api/v1/endpoints/{id}/deliveries", a.h(a.apiListEndpointDeliveries))
+	mux.Handle("GET /api/v1/deliveries", a.h(a.apiListDeliveries))
 	mux.Handle("GET /api/v1/deliveries/{id}", a.h(a.apiGetDelivery))
 	mux.Handle("POST /api/v1/deliveries/{id}/retry", a.h(a.apiRetryDelivery))
 	mux.Handle("GET /api/v1/me", a.h(a.apiMe))

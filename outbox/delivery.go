@@ -129,9 +129,9 @@ func (o *Outbox) EventDeliveries(ctx context.Context, eventID string) ([]Deliver
 	return ds, nil
 }
 
-// DeliveryFilter selects an endpoint's deliveries for ListDeliveries.
+// DeliveryFilter selects deliveries for ListDeliveries.
 type DeliveryFilter struct {
-	EndpointID string
+	EndpointID string // empty: every endpoint's
 	Status     string // empty: all
 	Cursor     string // opaque; from a previous page's NextCursor
 	Limit      int
@@ -143,10 +143,14 @@ type DeliveryPage struct {
 	NextCursor string     `json:"next_cursor,omitempty"`
 }
 
-// ListDeliveries returns an endpoint's deliveries, newest first.
+// ListDeliveries returns deliveries, newest first.
 func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (DeliveryPage, error) {
-	q := "SELECT " + deliveryColumns + deliveryFrom + " WHERE d.endpoint_id = ?"
-	args := []any{f.EndpointID}
+	q := "SELECT " + deliveryColumns + deliveryFrom + " WHERE 1=1"
+	var args []any
+	if f.EndpointID != "" {
+		q += " AND d.endpoint_id = ?"
+		args = append(args, f.EndpointID)
+	}
 	if f.Status != "" {
 		q += " AND d.status = ?"
 		args = append(args, f.Status)
@@ -347,7 +351,15 @@ func (o *Outbox) Replay(ctx context.Context, endpointID string, f ReplayFilter) 
 	// Missing deliveries: matching events since the time that have none
 	// for this endpoint. Test events are only ever sent to their own
 	// endpoint.
-	afterSeq := int64(0)
+	// Events are written in time order: start at the first one since.
+	var first sql.NullInt64
+	if err := o.r.QueryRowContext(ctx, "SELECT MIN(seq) FROM events WHERE created_at >= ?", since).Scan(&first); err != nil {
+		return total, fmt.Errorf("outbox: replay: %w", err)
+	}
+	if !first.Valid {
+		return total, nil
+	}
+	afterSeq := first.Int64 - 1
 	for {
 		rows, err := o.r.QueryContext(ctx, `SELECT ev.seq, ev.id, ev.type FROM events ev
 			WHERE ev.created_at >= ? AND ev.seq > ? AND ev.type <> ? AND NOT EXISTS

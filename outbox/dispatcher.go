@@ -252,71 +252,92 @@ func (d *Dispatcher) dispatch(ctx context.Context) (time.Duration, error) {
 // per-endpoint limits, and returns them with the earliest time another
 // becomes due on an endpoint that has room (zero if none). Endpoints are
 // visited round-robin, and on each, fresh deliveries and retries are taken
-// in turn.
+// in turn. Candidates are found on the read pool; the write transaction
+// only flips their status (if they are still pending), so it holds the
+// single writer briefly.
 func (d *Dispatcher) claim(ctx context.Context) ([]job, time.Time, error) {
 	free := d.cfg.Workers - d.total
 	if free <= 0 {
 		return nil, time.Time{}, nil // a finishing worker wakes the loop
 	}
-	var jobs []job
-	var next time.Time
-	err := d.o.inTx(ctx, func(tx *sql.Tx) error {
-		jobs, next = nil, time.Time{}
-		eps, err := enabledEndpoints(ctx, tx)
-		if err != nil || len(eps) == 0 {
-			return err
+	eps, err := enabledEndpoints(ctx, d.o.r)
+	if err != nil || len(eps) == 0 {
+		return nil, time.Time{}, err
+	}
+	now := d.now()
+	d.rr = (d.rr + 1) % len(eps)
+	var candidates []job
+	roomy := map[string]bool{} // endpoints with room left after this claim
+	for i := range eps {
+		ep := eps[(d.rr+i)%len(eps)]
+		room := min(d.cfg.PerEndpoint-d.inflight[ep], free-len(candidates))
+		if room <= 0 {
+			continue
 		}
-		now := d.now()
-		d.rr = (d.rr + 1) % len(eps)
-		for i := range eps {
-			ep := eps[(d.rr+i)%len(eps)]
-			room := min(d.cfg.PerEndpoint-d.inflight[ep], free-len(jobs))
-			if room <= 0 {
-				continue
+		fresh, err := dueDeliveries(ctx, d.o.r, ep, laneFresh, now, room)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		retry, err := dueDeliveries(ctx, d.o.r, ep, laneRetry, now, room)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		for k := 0; room > 0 && (k < len(fresh) || k < len(retry)); k++ {
+			if k < len(fresh) {
+				candidates, room = append(candidates, job{fresh[k], ep}), room-1
 			}
-			fresh, err := dueDeliveries(ctx, tx, ep, laneFresh, now, room)
-			if err != nil {
-				return err
+			if k < len(retry) && room > 0 {
+				candidates, room = append(candidates, job{retry[k], ep}), room-1
 			}
-			retry, err := dueDeliveries(ctx, tx, ep, laneRetry, now, room)
-			if err != nil {
-				return err
-			}
-			for k := 0; len(jobs) < free && room > 0 && (k < len(fresh) || k < len(retry)); k++ {
-				if k < len(fresh) {
-					jobs, room = append(jobs, job{fresh[k], ep}), room-1
-				}
-				if k < len(retry) && room > 0 {
-					jobs, room = append(jobs, job{retry[k], ep}), room-1
-				}
-			}
-			if room > 0 {
-				// Nothing more is due here now: when is the next one?
-				t, err := nextDue(ctx, tx, ep)
+		}
+		if room > 0 {
+			roomy[ep] = true
+		}
+	}
+	var jobs []job
+	if len(candidates) > 0 {
+		err := d.o.inTx(ctx, func(tx *sql.Tx) error {
+			jobs = jobs[:0]
+			for _, j := range candidates {
+				res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = 'delivering', updated_at = ?
+					WHERE id = ? AND status = 'pending' AND next_attempt_at <= ? AND EXISTS (SELECT 1 FROM endpoints ep
+					WHERE ep.id = deliveries.endpoint_id AND ep.enabled = 1 AND ep.deleted_at IS NULL)`,
+					now.UnixMilli(), j.id, now.UnixMilli())
 				if err != nil {
 					return err
 				}
-				if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-					next = t
+				if n, _ := res.RowsAffected(); n == 1 {
+					jobs = append(jobs, j)
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, time.Time{}, err
 		}
-		for _, j := range jobs {
-			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET status = 'delivering', updated_at = ? WHERE id = ?",
-				now.UnixMilli(), j.id); err != nil {
-				return err
-			}
+	}
+	// When does the next delivery fall due on an endpoint with room?
+	var next time.Time
+	for ep := range roomy {
+		t, err := nextDue(ctx, d.o.r, ep)
+		if err != nil {
+			return jobs, time.Time{}, err
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, time.Time{}, err
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
 	}
 	return jobs, next, nil
 }
 
-func enabledEndpoints(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, "SELECT id FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id")
+// querier is a database pool or transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func enabledEndpoints(ctx context.Context, q querier) ([]string, error) {
+	rows, err := q.QueryContext(ctx, "SELECT id FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id")
 	if err != nil {
 		return nil, err
 	}
@@ -332,9 +353,9 @@ func enabledEndpoints(ctx context.Context, tx *sql.Tx) ([]string, error) {
 	return ids, rows.Err()
 }
 
-func dueDeliveries(ctx context.Context, tx *sql.Tx, endpointID string, lane int, now time.Time, limit int) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
-		AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?`, endpointID, lane, now.UnixMilli(), limit)
+func dueDeliveries(ctx context.Context, q querier, endpointID string, lane int, now time.Time, limit int) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
+		AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?`, endpointID, lane, now.UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -352,11 +373,11 @@ func dueDeliveries(ctx context.Context, tx *sql.Tx, endpointID string, lane int,
 
 // nextDue is the earliest next attempt of an endpoint's pending
 // deliveries, or zero.
-func nextDue(ctx context.Context, tx *sql.Tx, endpointID string) (time.Time, error) {
+func nextDue(ctx context.Context, q querier, endpointID string) (time.Time, error) {
 	var next time.Time
 	for _, lane := range []int{laneFresh, laneRetry} {
 		var ms sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries
+		if err := q.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries
 			WHERE endpoint_id = ? AND lane = ? AND status = 'pending'`, endpointID, lane).Scan(&ms); err != nil {
 			return time.Time{}, err
 		}
@@ -521,7 +542,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		if secs < 0 {
 			return 0
 		}
-		return time.Duration(min(secs, int64(365*24*3600))) * time.Second
+		return max(time.Duration(min(secs, int64(365*24*3600)))*time.Second, minRetryAfter)
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		return max(t.Sub(now), minRetryAfter)
@@ -585,9 +606,14 @@ func (d *Dispatcher) record(ctx context.Context, j job, t target, r result, log 
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			// Cancelled meanwhile (endpoint deleted): keep the attempt only.
+			// Cancelled meanwhile (endpoint deleted): record the attempt's
+			// outcome, but it is never retried.
 			status = ""
-			return nil
+			_, err := tx.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = ?,
+				last_status_code = ?, last_error = ?, updated_at = ?,
+				status = CASE WHEN ? THEN 'succeeded' ELSE status END WHERE id = ? AND status = 'cancelled'`,
+				r.at.UnixMilli(), code, lastErr, now.UnixMilli(), r.ok(), j.id)
+			return err
 		}
 		disabled, err = d.endpointHealth(ctx, tx, j.endpointID, r, now)
 		return err

@@ -289,11 +289,7 @@ func (o *Outbox) GetEndpoint(ctx context.Context, id string) (Endpoint, error) {
 	return getEndpoint(ctx, o.r, id)
 }
 
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getEndpoint(ctx context.Context, q queryer, id string) (Endpoint, error) {
+func getEndpoint(ctx context.Context, q querier, id string) (Endpoint, error) {
 	ep, err := scanEndpoint(q.QueryRowContext(ctx,
 		"SELECT "+endpointColumns+" FROM endpoints WHERE id = ? AND deleted_at IS NULL", id))
 	if errors.Is(err, sql.ErrNoRows) {

@@ -52,8 +52,9 @@ CREATE TABLE deliveries (
 );
 -- Claiming: due deliveries of one endpoint and lane, oldest due first.
 CREATE INDEX deliveries_due ON deliveries (endpoint_id, lane, next_attempt_at) WHERE status = 'pending';
--- Listing and bulk replay of one endpoint's deliveries.
-CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, status, id);
+-- Listing one endpoint's deliveries (all, or by status) and bulk replay.
+CREATE INDEX deliveries_endpoint ON deliveries (endpoint_id, id);
+CREATE INDEX deliveries_endpoint_status ON deliveries (endpoint_id, status, id);
 -- Restart recovery.
 CREATE INDEX deliveries_delivering ON deliveries (status) WHERE status = 'delivering';
 

@@ -1,0 +1,473 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	_ "modernc.org/sqlite"
+)
+
+// mustOutbox opens a database in a temporary directory with the portal's
+// migrations (app/migrations, applied in order) and returns an Outbox on
+// it, with a clock the test sets.
+func mustOutbox(tb testing.TB) (*Outbox, *time.Time) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "portal.db")
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(ON)"
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close(); w.Close() })
+	files, err := filepath.Glob(filepath.Join("..", "app", "migrations", "*.sql"))
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("migrations: %v", err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := w.Exec(string(b)); err != nil {
+			tb.Fatalf("%s: %v", f, err)
+		}
+	}
+	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	return New(w, r, WithClock(func() time.Time { return now })), &now
+}
+
+// appendEvent appends and commits an event of type typ.
+func appendEvent(tb testing.TB, o *Outbox, typ string) string {
+	tb.Helper()
+	id := uuid.Must(uuid.NewV7()).String()
+	err := o.inTx(context.Background(), func(tx *sql.Tx) error {
+		return o.Append(context.Background(), tx, Event{ID: id, Type: typ, Payload: []byte(`{"n":1}`), CreatedAt: o.clock()})
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func mustEndpoint(tb testing.TB, o *Outbox, types ...string) Endpoint {
+	tb.Helper()
+	ep, _, err := o.CreateEndpoint(context.Background(), EndpointParams{URL: "https://example.com/hook", EventTypes: types})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ep
+}
+
+func TestMatchEventType(t *testing.T) {
+	cases := []struct {
+		patterns []string
+		typ      string
+		want     bool
+	}{
+		{nil, "file.uploaded", true},
+		{[]string{}, "anything", true},
+		{[]string{"file.uploaded"}, "file.uploaded", true},
+		{[]string{"file.uploaded"}, "file.deleted", false},
+		{[]string{"file.*"}, "file.deleted", true},
+		{[]string{"file.*"}, "file", false},
+		{[]string{"file.*"}, "filex.deleted", false},
+		{[]string{"file.*"}, "portal.test", false},
+		{[]string{"file.deleted", "portal.*"}, "portal.test", true},
+		{[]string{"file.uploaded"}, "file.uploaded.v2", false},
+	}
+	for _, c := range cases {
+		if got := MatchEventType(c.patterns, c.typ); got != c.want {
+			t.Errorf("MatchEventType(%q, %q) = %v", c.patterns, c.typ, got)
+		}
+	}
+}
+
+func TestCheckEventTypes(t *testing.T) {
+	for _, ok := range [][]string{nil, {"file.uploaded"}, {"file.*", "portal.test"}, {"a_b.c1"}} {
+		if err := CheckEventTypes(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range [][]string{{""}, {"*"}, {"file.*.x"}, {"File.Uploaded"}, {"file."}, {"file*"}, {"x", "x"},
+		{"file.up loaded"}, {strings.Repeat("a", 101)}} {
+		var ve *ValidationError
+		if err := CheckEventTypes(bad); !errors.As(err, &ve) {
+			t.Errorf("%q accepted (%v)", bad, err)
+		}
+	}
+}
+
+func TestParseEndpointURL(t *testing.T) {
+	for _, ok := range []string{"https://example.com/hook", "http://example.com:8080/a?b=c", "https://[2001:db8::1]/x"} {
+		if _, err := ParseEndpointURL(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "example.com", "ftp://example.com/", "https:///path", "https://u:p@example.com/",
+		"https://example.com/#frag", "https://example.com:0/", "https://example.com:70000/", "javascript:alert(1)",
+		"https://example.com/" + strings.Repeat("a", MaxURLLength)} {
+		if _, err := ParseEndpointURL(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// The signature matches the Standard Webhooks test vector and the Go
+// reference library, and every secret of a rotation signs.
+func TestSign(t *testing.T) {
+	// Test vector of the Standard Webhooks reference libraries.
+	got, err := Sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+		[]byte(`{"test": 2432232314}`))
+	if err != nil || got != "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=" {
+		t.Fatalf("Sign = %q, %v", got, err)
+	}
+	s1, _ := NewSecret()
+	s2, _ := NewSecret()
+	if len(s1) != len("whsec_")+44 || s1 == s2 {
+		t.Fatalf("secrets %q %q", s1, s2)
+	}
+	body := []byte(`{"event_type":"file.uploaded"}`)
+	now := time.Now()
+	hdr, err := SignatureHeader([]string{s2, s1}, "evt", now.Unix(), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("webhook-id", "evt")
+	h.Set("webhook-timestamp", fmt.Sprint(now.Unix()))
+	h.Set("webhook-signature", hdr)
+	for _, s := range []string{s1, s2} {
+		wh, _ := standardwebhooks.NewWebhook(s)
+		if err := wh.Verify(body, h); err != nil {
+			t.Errorf("reference library rejects: %v", err)
+		}
+	}
+	s3, _ := NewSecret()
+	if wh, _ := standardwebhooks.NewWebhook(s3); wh.Verify(body, h) == nil {
+		t.Error("another secret verifies")
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cases := map[string]time.Duration{
+		"":               0,
+		"junk":           0,
+		"-5":             0,
+		"0":              time.Second,
+		"120":            2 * time.Minute,
+		" 7 ":            7 * time.Second,
+		"99999999999999": 365 * 24 * time.Hour,
+		now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
+		now.Add(-time.Hour).Format(http.TimeFormat):       time.Second,
+	}
+	for in, want := range cases {
+		if got := parseRetryAfter(in, now); got != want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// The retry waits follow the schedule within the jitter, and Retry-After
+// replaces them within bounds.
+func TestNextWait(t *testing.T) {
+	o, _ := mustOutbox(t)
+	d := NewDispatcher(o, DispatcherConfig{})
+	for i, step := range DefaultSchedule {
+		for range 20 {
+			w := d.nextWait(i+1, result{})
+			if w < time.Duration(float64(step)*0.9) || w > time.Duration(float64(step)*1.1) {
+				t.Fatalf("wait %d: %s, want %s ± 10%%", i+1, w, step)
+			}
+		}
+	}
+	if w := d.nextWait(1, result{retryAfter: 3 * time.Hour}); w != 3*time.Hour {
+		t.Errorf("Retry-After 3h: %s", w)
+	}
+	if w := d.nextWait(1, result{retryAfter: 100 * time.Hour}); w != DefaultRetryAfterMax {
+		t.Errorf("Retry-After 100h: %s, want the cap", w)
+	}
+	var total time.Duration
+	for _, s := range DefaultSchedule {
+		total += s
+	}
+	if total < 24*time.Hour || total > 30*time.Hour {
+		t.Errorf("the schedule spans %s, want about a day", total)
+	}
+}
+
+func TestNetPolicyCheckURL(t *testing.T) {
+	strict := NetPolicy{}
+	allow := NetPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("fd00::/8")}}
+	open := NetPolicy{AllowPrivate: true}
+	cases := []struct {
+		url                 string
+		strict, allow, open bool
+	}{
+		{"https://example.com/", true, true, true},
+		{"https://93.184.215.14/", true, true, true},
+		{"https://[2606:4700::1111]/", true, true, true},
+		{"http://127.0.0.1:8080/", false, false, true},
+		{"http://localhost/", false, false, true},
+		{"http://api.localhost./", false, false, true},
+		{"http://10.1.2.3/", false, true, true},
+		{"http://10.2.0.1/", false, false, true},
+		{"http://[fd00::5]/", false, true, true},
+		{"http://[::1]/", false, false, true},
+		{"http://[::ffff:10.1.2.3]/", false, true, true},
+		{"http://169.254.169.254/", false, false, true},
+		{"http://0.0.0.0/", false, false, true},
+	}
+	for _, c := range cases {
+		u, _ := url.Parse(c.url)
+		for _, p := range []struct {
+			name   string
+			policy NetPolicy
+			want   bool
+		}{{"strict", strict, c.strict}, {"allow", allow, c.allow}, {"open", open, c.open}} {
+			if err := p.policy.CheckURL(u); (err == nil) != p.want {
+				t.Errorf("%s policy, %s: %v", p.name, c.url, err)
+			}
+		}
+	}
+}
+
+// The dial-time check refuses loopback after DNS resolution, unless the
+// policy permits it.
+func TestNetPolicyDial(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		_, err := NetPolicy{}.dialer()(context.Background(), "tcp", net.JoinHostPort(host, port))
+		if err == nil || !strings.Contains(err.Error(), "prohibited") {
+			t.Errorf("dial %s: %v, want refused", host, err)
+		}
+	}
+	for _, p := range []NetPolicy{{AllowPrivate: true}, {Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}} {
+		c, err := p.dialer()(context.Background(), "tcp4", net.JoinHostPort("localhost", port))
+		if err != nil {
+			t.Errorf("%+v: %v", p, err)
+			continue
+		}
+		c.Close()
+	}
+}
+
+// Fan-out follows each endpoint's event types and skips disabled and
+// deleted endpoints.
+func TestAppendFansOut(t *testing.T) {
+	o, _ := mustOutbox(t)
+	ctx := context.Background()
+	all := mustEndpoint(t, o)
+	up := mustEndpoint(t, o, "file.uploaded")
+	files := mustEndpoint(t, o, "file.*")
+	off := mustEndpoint(t, o)
+	off0 := false
+	if _, err := o.UpdateEndpoint(ctx, off.ID, EndpointPatch{Enabled: &off0}); err != nil {
+		t.Fatal(err)
+	}
+	gone := mustEndpoint(t, o)
+	if err := o.DeleteEndpoint(ctx, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	targets := func(eventID string) []string {
+		ds, err := o.EventDeliveries(ctx, eventID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, d := range ds {
+			ids = append(ids, d.EndpointID)
+		}
+		sort.Strings(ids)
+		return ids
+	}
+	sorted := func(ids ...string) string { sort.Strings(ids); return strings.Join(ids, ",") }
+	if got := targets(appendEvent(t, o, "file.uploaded")); strings.Join(got, ",") != sorted(all.ID, up.ID, files.ID) {
+		t.Errorf("file.uploaded went to %v", got)
+	}
+	if got := targets(appendEvent(t, o, "file.deleted")); strings.Join(got, ",") != sorted(all.ID, files.ID) {
+		t.Errorf("file.deleted went to %v", got)
+	}
+	if got := targets(appendEvent(t, o, "other.thing")); strings.Join(got, ",") != sorted(all.ID) {
+		t.Errorf("other.thing went to %v", got)
+	}
+}
+
+// A backlog of due retries does not starve fresh events: each endpoint's
+// room is shared between the lanes; the global limit holds across
+// endpoints.
+func TestClaimIsFair(t *testing.T) {
+	o, now := mustOutbox(t)
+	ctx := context.Background()
+	ep := mustEndpoint(t, o)
+	var retries []string
+	for range 20 {
+		id := appendEvent(t, o, "file.uploaded")
+		retries = append(retries, id)
+	}
+	// Those 20 failed before: they are retries now, all due.
+	if _, err := o.w.Exec("UPDATE deliveries SET lane = 1, tries = 1, attempts = 1"); err != nil {
+		t.Fatal(err)
+	}
+	*now = now.Add(time.Minute)
+	fresh := map[string]bool{}
+	for range 3 {
+		ds, _ := o.EventDeliveries(ctx, appendEvent(t, o, "file.uploaded"))
+		fresh[ds[0].ID] = true
+	}
+	d := NewDispatcher(o, DispatcherConfig{Workers: 16, PerEndpoint: 4})
+	jobs, _, err := d.claim(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nFresh := 0
+	for _, j := range jobs {
+		if fresh[j.id] {
+			nFresh++
+		}
+	}
+	if len(jobs) != 4 || nFresh != 2 {
+		t.Fatalf("claimed %d (%d fresh), want 4 with 2 fresh", len(jobs), nFresh)
+	}
+	var delivering int
+	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
+	if delivering != 4 {
+		t.Errorf("%d deliveries marked delivering, want 4", delivering)
+	}
+	// The endpoint is full (its 4 are in flight): nothing more is claimed.
+	for _, j := range jobs {
+		d.total++
+		d.inflight[j.endpointID]++
+	}
+	if more, _, _ := d.claim(ctx); len(more) != 0 {
+		t.Errorf("claimed %d beyond the per-endpoint limit", len(more))
+	}
+	// The global limit holds across endpoints.
+	ep2 := mustEndpoint(t, o)
+	appendEvent(t, o, "file.uploaded") // due for both endpoints
+	d2 := NewDispatcher(o, DispatcherConfig{Workers: 5, PerEndpoint: 4})
+	d2.total = 4
+	d2.inflight[ep.ID] = 4
+	if more, _, _ := d2.claim(ctx); len(more) != 1 || more[0].endpointID != ep2.ID {
+		t.Errorf("claimed %+v, want the one delivery to %s", more, ep2.ID)
+	}
+}
+
+// Claiming skips deliveries that are not due and those of disabled
+// endpoints, and reports when the next one falls due.
+func TestClaimNextDue(t *testing.T) {
+	o, now := mustOutbox(t)
+	ctx := context.Background()
+	ep := mustEndpoint(t, o)
+	appendEvent(t, o, "file.uploaded")
+	due := now.Add(10 * time.Minute)
+	if _, err := o.w.Exec("UPDATE deliveries SET next_attempt_at = ?", due.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDispatcher(o, DispatcherConfig{})
+	jobs, next, err := d.claim(ctx)
+	if err != nil || len(jobs) != 0 || !next.Equal(due) {
+		t.Fatalf("claim = %v, %s, %v; want nothing, next %s", jobs, next, err, due)
+	}
+	*now = due
+	f := false
+	o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{Enabled: &f})
+	if jobs, next, _ := d.claim(ctx); len(jobs) != 0 || !next.IsZero() {
+		t.Fatalf("disabled endpoint: claimed %v, next %s", jobs, next)
+	}
+	tr := true
+	o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{Enabled: &tr})
+	if jobs, _, _ := d.claim(ctx); len(jobs) != 1 {
+		t.Fatalf("re-enabled endpoint: claimed %v", jobs)
+	}
+}
+
+// Deliveries a crash left "delivering" are pending again on start.
+func TestRecoverDelivering(t *testing.T) {
+	o, _ := mustOutbox(t)
+	mustEndpoint(t, o)
+	appendEvent(t, o, "file.uploaded")
+	appendEvent(t, o, "file.uploaded")
+	o.w.Exec("UPDATE deliveries SET status = 'delivering'")
+	d := NewDispatcher(o, DispatcherConfig{})
+	if n, err := d.recover(context.Background()); n != 2 || err != nil {
+		t.Fatalf("recover = %d, %v", n, err)
+	}
+	var pending int
+	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").Scan(&pending)
+	if pending != 2 {
+		t.Errorf("%d pending after recover", pending)
+	}
+}
+
+// Rotation keeps a bounded number of secrets signing; grace 0 drops the
+// old ones; expired secrets stop signing.
+func TestRotateSecret(t *testing.T) {
+	o, now := mustOutbox(t)
+	ctx := context.Background()
+	ep, first, _ := o.CreateEndpoint(ctx, EndpointParams{URL: "https://example.com/"})
+	active := func() []string {
+		s, err := activeSecrets(ctx, o.r, ep.ID, *now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s2, _, err := o.RotateSecret(ctx, ep.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := active(); len(got) != 2 || got[0] != s2 || got[1] != first {
+		t.Fatalf("after rotation: %v", got)
+	}
+	*now = now.Add(time.Hour)
+	if got := active(); len(got) != 1 || got[0] != s2 {
+		t.Fatalf("after the grace period: %v", got)
+	}
+	for range 10 {
+		if _, _, err := o.RotateSecret(ctx, ep.ID, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := active(); len(got) != maxSecrets {
+		t.Fatalf("after many rotations %d secrets sign, want %d", len(got), maxSecrets)
+	}
+	s3, _, _ := o.RotateSecret(ctx, ep.ID, 0)
+	if got := active(); len(got) != 1 || got[0] != s3 {
+		t.Fatalf("after rotation without grace: %v", got)
+	}
+	if _, _, err := o.RotateSecret(ctx, uuid.NewString(), 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("rotate unknown: %v", err)
+	}
+	if err := o.DeleteEndpoint(ctx, ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	o.r.QueryRow("SELECT COUNT(*) FROM endpoint_secrets").Scan(&n)
+	if n != 0 {
+		t.Errorf("%d secrets left after delete", n)
+	}
+}
