@@ -99,7 +99,7 @@ func TestE2EExpiryReachesWebhookReceiver(t *testing.T) {
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
 		"--file-ttl", "4s", "--file-ttl-max", "1h", "--expiry-notify-before", "2s",
 		"--expiry-schedule", "@every 1s", "--cleanup-schedule", "@every 1s",
-		"--allow-private-endpoints", "--delivery-per-endpoint", "1")
+		"--allow-private-endpoints")
 	cmd.Env = append(os.Environ(), "PORTAL_ADMIN_PASSWORD="+password)
 	logs, err := cmd.StderrPipe()
 	if err != nil {

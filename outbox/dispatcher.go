@@ -301,7 +301,7 @@ func (d *Dispatcher) claim(ctx context.Context) ([]job, time.Time, error) {
 			for _, j := range candidates {
 				res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = 'delivering', updated_at = ?
 					WHERE id = ? AND status = 'pending' AND next_attempt_at <= ? AND EXISTS (SELECT 1 FROM endpoints ep
-					WHERE ep.id = deliveries.endpoint_id AND ep.enabled = 1 AND ep.deleted_at IS NULL)`,
+					WHERE ep.id = deliveries.endpoint_id AND ep.enabled = 1 AND ep.deleted_at IS NULL)`+inOrder,
 					now.UnixMilli(), j.id, now.UnixMilli())
 				if err != nil {
 					return err
@@ -330,6 +330,16 @@ func (d *Dispatcher) claim(ctx context.Context) ([]job, time.Time, error) {
 	return jobs, next, nil
 }
 
+// inOrder keeps one endpoint's deliveries about one file in event order: a
+// delivery waits while an earlier event of the same file still has an
+// unfinished (pending or delivering) delivery to the same endpoint. So a
+// receiver sees file.uploaded, file.expiring and file.deleted of a file in
+// the order they were committed, even with several workers per endpoint.
+// events(file_id, seq) and deliveries(event_id, endpoint_id) index it.
+const inOrder = ` AND NOT EXISTS (SELECT 1 FROM events e JOIN events e2 ON e2.file_id = e.file_id AND e2.seq < e.seq
+	JOIN deliveries d2 ON d2.event_id = e2.id AND d2.endpoint_id = deliveries.endpoint_id
+	WHERE e.id = deliveries.event_id AND d2.status IN ('pending', 'delivering'))`
+
 // querier is a database pool or transaction.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -355,7 +365,7 @@ func enabledEndpoints(ctx context.Context, q querier) ([]string, error) {
 
 func dueDeliveries(ctx context.Context, q querier, endpointID string, lane int, now time.Time, limit int) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
-		AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?`, endpointID, lane, now.UnixMilli(), limit)
+		AND next_attempt_at <= ?`+inOrder+` ORDER BY next_attempt_at LIMIT ?`, endpointID, lane, now.UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +388,7 @@ func nextDue(ctx context.Context, q querier, endpointID string) (time.Time, erro
 	for _, lane := range []int{laneFresh, laneRetry} {
 		var ms sql.NullInt64
 		if err := q.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries
-			WHERE endpoint_id = ? AND lane = ? AND status = 'pending'`, endpointID, lane).Scan(&ms); err != nil {
+			WHERE endpoint_id = ? AND lane = ? AND status = 'pending'`+inOrder, endpointID, lane).Scan(&ms); err != nil {
 			return time.Time{}, err
 		}
 		if t := msPtr(ms); t != nil && (next.IsZero() || t.Before(next)) {
