@@ -278,8 +278,11 @@ func (a *App) noticeTx(ctx context.Context, tx *sql.Tx, f File, now time.Time) (
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
 	}
-	// No user causes an expiry: the actor is null.
-	if err := a.appendFileEvent(ctx, tx, EventFileExpiring, now, f, PayloadActor{}, ""); err != nil {
+	// The notice is about the uploader's file: its actor is the file's
+	// actor (the user who uploaded it, null for anonymous uploads), so a
+	// consumer can tell whom to warn. Cleanup's file.deleted is the
+	// system's doing and has a null actor.
+	if err := a.appendFileEvent(ctx, tx, EventFileExpiring, now, f, fileOwnerActor(f), ""); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -64,7 +64,10 @@ func TestExpiryNoticeBeforeDeletion(t *testing.T) {
 	}
 	evs := mustTypes(t, a, f, EventFileUploaded, EventFileExpiring, EventFileDeleted)
 	exp, del := evs[1], evs[2]
-	if exp.File.ExpiresAt != rfc3339(f.ExpiresAt) || exp.Actor.UserID != nil || exp.Reason != "" {
+	// The notice names the uploader (the tests upload as admin); the
+	// cleanup's deletion names no one.
+	if exp.File.ExpiresAt != rfc3339(f.ExpiresAt) || exp.Actor.Username == nil || *exp.Actor.Username != "admin" ||
+		exp.Actor.UserID == nil || f.OwnerID == nil || *exp.Actor.UserID != *f.OwnerID || exp.Reason != "" {
 		t.Fatalf("file.expiring payload: %+v", exp)
 	}
 	if exp.File.Metadata["project"] != "apollo" || exp.File.SHA256 != sha256Hex(data) {
