@@ -1,11 +1,11 @@
 package app
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/doorito/portal/outbox"
@@ -42,15 +42,30 @@ func (a *App) uiLoginPage(ui *webui.UI) http.Handler {
 
 func (a *App) uiBackend() webui.Backend {
 	return webui.Backend{
-		CurrentUser:     func(r *http.Request) *webui.User { return uiUser(requestUser(r)) },
-		Limits:          a.uiLimits,
-		ListFiles:       a.uiListFiles,
-		GetFile:         a.uiGetFile,
-		FileByUpload:    a.uiFileByUpload,
-		FileEvents:      a.uiFileEvents,
-		ListEvents:      a.uiListEvents,
-		GetEvent:        a.uiGetEvent,
-		EventTypes:      []string{EventFileUploaded, "file.expiring", "file.deleted"},
+		CurrentUser:    func(r *http.Request) *webui.User { return uiUser(requestUser(r)) },
+		Limits:         a.uiLimits,
+		ListFiles:      a.uiListFiles,
+		GetFile:        a.uiGetFile,
+		FileByUpload:   a.uiFileByUpload,
+		DeleteFile:     a.uiDeleteFile,
+		FileEvents:     a.uiFileEvents,
+		ListEvents:     a.uiListEvents,
+		GetEvent:       a.uiGetEvent,
+		RetryDelivery:  a.uiRetryDelivery,
+		ListDeliveries: a.uiListDeliveries,
+		EventTypes:     append(slices.Clone(subscribableEventTypes), EventPortalTest),
+		DeliveryStatus: []string{outbox.StatusPending, outbox.StatusDelivering, outbox.StatusSucceeded,
+			outbox.StatusFailed, outbox.StatusCancelled},
+		ListEndpoints:   a.uiListEndpoints,
+		GetEndpoint:     a.uiGetEndpoint,
+		CreateEndpoint:  a.uiCreateEndpoint,
+		UpdateEndpoint:  a.uiUpdateEndpoint,
+		SetEndpointOn:   a.uiSetEndpointOn,
+		RotateSecret:    a.uiRotateSecret,
+		TestEndpoint:    a.uiTestEndpoint,
+		ReplayEndpoint:  a.uiReplayEndpoint,
+		DeleteEndpoint:  a.uiDeleteEndpoint,
+		EndpointEvents:  subscribableEventTypes,
 		DashboardCounts: a.uiDashboard,
 		ListUsers:       a.uiListUsers,
 		CreateUser:      a.uiCreateUser,
@@ -78,6 +93,14 @@ func uiError(err error) error {
 	case errors.Is(err, ErrLastAdmin), errors.Is(err, ErrUserExists):
 		return &webui.Error{Status: http.StatusConflict, Message: err.Error()}
 	}
+	var ve *outbox.ValidationError
+	var ce *outbox.ConflictError
+	switch {
+	case errors.As(err, &ve):
+		return &webui.Error{Status: http.StatusBadRequest, Message: err.Error()}
+	case errors.As(err, &ce):
+		return &webui.Error{Status: http.StatusConflict, Message: err.Error()}
+	}
 	return err
 }
 
@@ -95,8 +118,14 @@ func (a *App) uiLimits() webui.Limits {
 		ExpiringWithin: a.expiringWindow()}
 }
 
-// expiringWindow is what "expiring soon" means on the pages.
-func (a *App) expiringWindow() time.Duration { return defaultExpiringWindow }
+// expiringWindow is what "expiring soon" means on the pages: the expiry
+// notice window.
+func (a *App) expiringWindow() time.Duration {
+	if a.cfg.ExpiryNotifyBefore > 0 {
+		return a.cfg.ExpiryNotifyBefore
+	}
+	return defaultExpiringWindow
+}
 
 func uiFile(f File) webui.File {
 	owner := ""
@@ -147,9 +176,9 @@ func (a *App) uiListFiles(r *http.Request, q webui.FileQuery) (webui.FilePage, e
 	}
 	sqlq += " ORDER BY id DESC LIMIT ?"
 	args = append(args, q.Limit+1)
-	files, err := uiQueryFiles(r.Context(), a.db.R, sqlq, args...)
+	files, err := queryFiles(r.Context(), a.db.R, sqlq, args...)
 	if err != nil {
-		return webui.FilePage{}, err
+		return webui.FilePage{}, fmt.Errorf("list files: %w", err)
 	}
 	page := webui.FilePage{Items: make([]webui.File, 0, len(files))}
 	for _, f := range files {
@@ -160,23 +189,6 @@ func (a *App) uiListFiles(r *http.Request, q webui.FileQuery) (webui.FilePage, e
 		page.NextCursor = page.Items[q.Limit-1].ID
 	}
 	return page, nil
-}
-
-func uiQueryFiles(ctx context.Context, db queryer, q string, args ...any) ([]File, error) {
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list files: %w", err)
-	}
-	defer rows.Close()
-	var out []File
-	for rows.Next() {
-		f, err := scanFile(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list files: %w", err)
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
 }
 
 // uiGetFile returns a file its user may see; anything else is not found.
@@ -222,15 +234,13 @@ func (a *App) uiFileEvents(r *http.Request, fileID string) ([]webui.Event, error
 	}
 	out := make([]webui.Event, 0, len(page.Items))
 	for _, ev := range page.Items {
-		out = append(out, a.uiWithDeliveries(r.Context(), uiEvent(ev), false))
+		e, err := a.uiWithDeliveries(r.Context(), uiEvent(ev))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
 	}
 	return out, nil
-}
-
-// uiWithDeliveries adds an event's deliveries (with their attempts when
-// attempts is true). Until webhook delivery exists there are none.
-func (a *App) uiWithDeliveries(ctx context.Context, ev webui.Event, attempts bool) webui.Event {
-	return ev
 }
 
 func (a *App) uiListEvents(r *http.Request, q webui.EventQuery) (webui.EventPage, error) {
@@ -248,7 +258,11 @@ func (a *App) uiListEvents(r *http.Request, q webui.EventQuery) (webui.EventPage
 	}
 	out := webui.EventPage{Items: make([]webui.Event, 0, len(page.Items)), NextCursor: page.NextCursor}
 	for _, ev := range page.Items {
-		out.Items = append(out.Items, a.uiWithDeliveries(r.Context(), uiEvent(ev), false))
+		e, err := a.uiWithDeliveries(r.Context(), uiEvent(ev))
+		if err != nil {
+			return webui.EventPage{}, err
+		}
+		out.Items = append(out.Items, e)
 	}
 	return out, nil
 }
@@ -261,7 +275,7 @@ func (a *App) uiGetEvent(r *http.Request, id string) (webui.Event, error) {
 	if err != nil {
 		return webui.Event{}, uiError(err)
 	}
-	return a.uiWithDeliveries(r.Context(), uiEvent(ev), true), nil
+	return a.uiWithDeliveries(r.Context(), uiEvent(ev))
 }
 
 // uiDashboard counts what the admin overview shows.
@@ -315,6 +329,10 @@ func (a *App) uiDashboard(r *http.Request) (webui.Dashboard, error) {
 			d.UploadsInProgress++
 		}
 	}
+	if d.Delivery, err = a.uiDeliveryStats(ctx); err != nil {
+		return d, err
+	}
+	d.Jobs = a.uiJobs()
 	return d, nil
 }
 

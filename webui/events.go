@@ -3,6 +3,7 @@ package webui
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -25,16 +26,20 @@ func (u *UI) dashboardPage(w http.ResponseWriter, r *http.Request, user *User) {
 func (u *UI) eventsPage(w http.ResponseWriter, r *http.Request, user *User) {
 	qs := r.URL.Query()
 	q := EventQuery{Type: qs.Get("type"), Status: qs.Get("status"), Endpoint: qs.Get("endpoint"),
-		FileID: qs.Get("file_id"), Cursor: qs.Get("cursor"), Limit: pageSize}
+		FileID: qs.Get("file_id"), Cursor: qs.Get("cursor"), Limit: pageLimit(qs.Get("limit"))}
 	filter := url.Values{}
 	for k, v := range map[string]string{"type": q.Type, "status": q.Status, "endpoint": q.Endpoint, "file_id": q.FileID} {
 		if v != "" {
 			filter.Set(k, v)
 		}
 	}
+	filtered := len(filter) > 0
+	if q.Limit != pageSize {
+		filter.Set("limit", strconv.Itoa(q.Limit))
+	}
 	data := map[string]any{
 		"Query":      q,
-		"Filtered":   len(filter) > 0,
+		"Filtered":   filtered,
 		"Types":      u.be.EventTypes,
 		"Statuses":   u.be.DeliveryStatus,
 		"HasDeliver": u.be.ListDeliveries != nil,
@@ -42,6 +47,7 @@ func (u *UI) eventsPage(w http.ResponseWriter, r *http.Request, user *User) {
 		"CanReplay":  u.be.ReplayEndpoint != nil,
 		"FirstURL":   withQuery("/ui/events", filter, ""),
 		"NextURL":    "",
+		"Back":       r.URL.RequestURI(),
 	}
 	if u.be.ListEndpoints != nil {
 		eps, err := u.be.ListEndpoints(r)

@@ -105,6 +105,14 @@ func (u *UI) uploadLookup(w http.ResponseWriter, r *http.Request) {
 
 const pageSize = 50
 
+// pageLimit reads a page size of 1 to 500; anything else is the default.
+func pageLimit(s string) int {
+	if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= 500 {
+		return n
+	}
+	return pageSize
+}
+
 func (u *UI) filesPage(w http.ResponseWriter, r *http.Request, user *User) {
 	if u.be.ListFiles == nil {
 		u.renderError(w, r, http.StatusNotFound, "Listing files is not available in this build.")
@@ -112,7 +120,7 @@ func (u *UI) filesPage(w http.ResponseWriter, r *http.Request, user *User) {
 	}
 	qs := r.URL.Query()
 	q := FileQuery{Status: qs.Get("status"), Owner: qs.Get("owner"), Expiring: qs.Get("expiring") != "",
-		Cursor: qs.Get("cursor"), Limit: pageSize}
+		Cursor: qs.Get("cursor"), Limit: pageLimit(qs.Get("limit"))}
 	if !user.Admin() {
 		q.Owner = ""
 	}
@@ -130,11 +138,14 @@ func (u *UI) filesPage(w http.ResponseWriter, r *http.Request, user *User) {
 	if q.Expiring {
 		filter.Set("expiring", "1")
 	}
+	if q.Limit != pageSize {
+		filter.Set("limit", strconv.Itoa(q.Limit))
+	}
 	data := map[string]any{
 		"Query":    q,
 		"Page":     page,
 		"Window":   u.limits().ExpiringWithin,
-		"Filtered": len(filter) > 0,
+		"Filtered": q.Status != "" || q.Owner != "" || q.Expiring,
 		"FirstURL": withQuery("/ui/files", filter, ""),
 		"NextURL":  "",
 	}

@@ -63,11 +63,11 @@ func (u *UI) relative(t time.Time) string {
 	case d < time.Minute:
 		s = "less than a minute"
 	case d < time.Hour:
-		s = humanDuration(d.Truncate(time.Minute))
+		s = humanDuration(d.Round(time.Minute))
 	case d < 48*time.Hour:
-		s = humanDuration(d.Truncate(time.Hour))
+		s = humanDuration(d.Round(time.Hour))
 	default:
-		s = humanDuration(d.Truncate(24 * time.Hour))
+		s = humanDuration(d.Round(24 * time.Hour))
 	}
 	if past {
 		return s + " ago"
@@ -75,9 +75,11 @@ func (u *UI) relative(t time.Time) string {
 	return "in " + s
 }
 
+// shortID abbreviates a UUID to its last 8 digits: the ids are UUIDv7,
+// whose first digits are a timestamp that ids written together share.
 func shortID(id string) string {
 	if len(id) > 8 {
-		return id[:8]
+		return "…" + id[len(id)-8:]
 	}
 	return id
 }

@@ -20,6 +20,20 @@ function start (root) {
     id: 'portal',
     autoProceed: false,
     restrictions: { maxFileSize: maxSize },
+    // The tus metadata is the file's name and type, and the chosen
+    // lifetime as "ttl" (seconds); the default sends none, so the server's
+    // default applies.
+    onBeforeUpload: (files) => {
+      const chosen = ttl ? ttl.value : ''
+      const out = {}
+      for (const [id, f] of Object.entries(files)) {
+        const meta = { name: f.meta.name }
+        if (f.meta.type) meta.type = f.meta.type
+        if (chosen) meta.ttl = chosen
+        out[id] = { ...f, meta }
+      }
+      return out
+    },
   })
   uppy.use(Dashboard, {
     inline: true,
@@ -40,19 +54,10 @@ function start (root) {
     chunkSize: Number(root.dataset.chunkSize) || Infinity,
     removeFingerprintOnSuccess: true,
     limit: 3,
-    // filename and filetype are always sent; ttl only when chosen.
-    allowedMetaFields: ['ttl'],
+    // Every meta field onBeforeUpload kept (name and type are sent as
+    // filename and filetype too).
+    allowedMetaFields: true,
   })
-
-  const setTTL = () => {
-    const v = ttl ? ttl.value : ''
-    uppy.setMeta({ ttl: v === '' ? undefined : v })
-    for (const f of uppy.getFiles()) {
-      if (!f.progress.uploadStarted) uppy.setFileMeta(f.id, { ttl: v === '' ? undefined : v })
-    }
-  }
-  if (ttl) ttl.addEventListener('change', setTTL)
-  setTTL()
 
   uppy.on('upload-success', (file, response) => {
     const uploadURL = response && response.uploadURL
@@ -63,7 +68,7 @@ function start (root) {
   async function showResult (file, uploadID) {
     const row = document.createElement('tr')
     row.dataset.uploadId = uploadID
-    row.append(cell(file.name), cell('…'), cell(formatBytes(file.size)), cell('checking…'))
+    fill(row, file.name, '…', formatBytes(file.size), 'checking…')
     resultsBody.prepend(row)
     results.hidden = false
     try {
@@ -76,22 +81,26 @@ function start (root) {
       const link = document.createElement('a')
       link.href = body.url
       link.textContent = body.id
-      row.replaceChildren(cell(body.filename), cell(link, 'mono'), cell(formatBytes(body.size_bytes)),
-        cell(body.sha256, 'mono hash'))
+      fill(row, body.filename, link, formatBytes(body.size_bytes), body.sha256)
       row.dataset.fileId = body.id
       row.dataset.sha256 = body.sha256
     } catch (err) {
-      row.replaceChildren(cell(file.name), cell('—'), cell(formatBytes(file.size)),
-        cell('uploaded, but the file record could not be read: ' + err.message, 'error'))
+      fill(row, file.name, '—', formatBytes(file.size), 'uploaded, but the file record could not be read: ' + err.message)
+      row.lastChild.className = 'error'
     }
   }
 }
 
-function cell (content, className) {
-  const td = document.createElement('td')
-  if (className) td.className = className
-  td.append(content)
-  return td
+// fill sets the cells of a result row (labelled for the phone layout).
+function fill (row, name, id, size, sha256) {
+  const cells = [['File', name, ''], ['ID', id, 'mono'], ['Size', size, 'num'], ['SHA-256', sha256, 'mono hash']]
+  row.replaceChildren(...cells.map(([label, content, className]) => {
+    const td = document.createElement('td')
+    td.dataset.label = label
+    if (className) td.className = className
+    td.append(content)
+    return td
+  }))
 }
 
 function formatBytes (n) {
