@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -137,42 +138,18 @@ const (
 
 // withDefaults fills zero fields and checks the rest.
 func (c Config) withDefaults() (Config, error) {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.DataDir == "" {
-		c.DataDir = DefaultDataDir
-	}
-	if c.Bucket == "" {
-		c.Bucket = DefaultBucket
-	}
-	if c.FileTTL == 0 {
-		c.FileTTL = DefaultFileTTL
-	}
-	if c.FileTTLMax == 0 {
-		c.FileTTLMax = DefaultFileTTLMax
-	}
-	if c.ExpiryNotifyBefore == 0 {
-		c.ExpiryNotifyBefore = DefaultExpiryNotifyBefore
-	}
-	if c.ExpirySchedule == "" {
-		c.ExpirySchedule = DefaultExpirySchedule
-	}
-	if c.CleanupSchedule == "" {
-		c.CleanupSchedule = DefaultCleanupSchedule
-	}
-	if c.IncompleteTTL == 0 {
-		c.IncompleteTTL = DefaultIncompleteTTL
-	}
-	if c.SweepInterval == 0 {
-		c.SweepInterval = DefaultSweepInterval
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if c.Version == "" {
-		c.Version = "dev"
-	}
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.DataDir = cmp.Or(c.DataDir, DefaultDataDir)
+	c.Bucket = cmp.Or(c.Bucket, DefaultBucket)
+	c.FileTTL = cmp.Or(c.FileTTL, DefaultFileTTL)
+	c.FileTTLMax = cmp.Or(c.FileTTLMax, DefaultFileTTLMax)
+	c.ExpiryNotifyBefore = cmp.Or(c.ExpiryNotifyBefore, DefaultExpiryNotifyBefore)
+	c.ExpirySchedule = cmp.Or(c.ExpirySchedule, DefaultExpirySchedule)
+	c.CleanupSchedule = cmp.Or(c.CleanupSchedule, DefaultCleanupSchedule)
+	c.IncompleteTTL = cmp.Or(c.IncompleteTTL, DefaultIncompleteTTL)
+	c.SweepInterval = cmp.Or(c.SweepInterval, DefaultSweepInterval)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.Version = cmp.Or(c.Version, "dev")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,24 +187,14 @@ func (c Config) withDefaults() (Config, error) {
 
 // deliveryDefaults fills and checks the webhook delivery settings.
 func (c *Config) deliveryDefaults() []error {
-	if c.DeliveryTimeout == 0 {
-		c.DeliveryTimeout = DefaultDeliveryTimeout
-	}
-	if c.DeliveryWorkers == 0 {
-		c.DeliveryWorkers = DefaultDeliveryWorkers
-	}
-	if c.DeliveryPerEndpoint == 0 {
-		c.DeliveryPerEndpoint = DefaultDeliveryPerEndpoint
-	}
+	c.DeliveryTimeout = cmp.Or(c.DeliveryTimeout, DefaultDeliveryTimeout)
+	c.DeliveryWorkers = cmp.Or(c.DeliveryWorkers, DefaultDeliveryWorkers)
+	c.DeliveryPerEndpoint = cmp.Or(c.DeliveryPerEndpoint, DefaultDeliveryPerEndpoint)
 	if c.DeliverySchedule == nil {
 		c.DeliverySchedule = outbox.DefaultSchedule
 	}
-	if c.EndpointDisableAfter == 0 {
-		c.EndpointDisableAfter = DefaultEndpointDisableAfter
-	}
-	if c.SecretRotationGrace == 0 {
-		c.SecretRotationGrace = DefaultSecretRotationGrace
-	}
+	c.EndpointDisableAfter = cmp.Or(c.EndpointDisableAfter, DefaultEndpointDisableAfter)
+	c.SecretRotationGrace = cmp.Or(c.SecretRotationGrace, DefaultSecretRotationGrace)
 	var errs []error
 	if c.DeliveryTimeout < 0 || c.DeliveryWorkers < 0 || c.DeliveryPerEndpoint < 0 || c.SecretRotationGrace < 0 {
 		errs = append(errs, errors.New("delivery timeout, workers, per-endpoint limit and secret grace must be positive"))

@@ -347,38 +347,29 @@ type querier interface {
 }
 
 func enabledEndpoints(ctx context.Context, q querier) ([]string, error) {
-	rows, err := q.QueryContext(ctx, "SELECT id FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return scanStrings(q.QueryContext(ctx, "SELECT id FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id"))
 }
 
 func dueDeliveries(ctx context.Context, q querier, endpointID string, lane int, now time.Time, limit int) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
-		AND next_attempt_at <= ?`+inOrder+` ORDER BY next_attempt_at LIMIT ?`, endpointID, lane, now.UnixMilli(), limit)
+	return scanStrings(q.QueryContext(ctx, `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
+		AND next_attempt_at <= ?`+inOrder+` ORDER BY next_attempt_at LIMIT ?`, endpointID, lane, now.UnixMilli(), limit))
+}
+
+// scanStrings reads a one-column result of strings.
+func scanStrings(rows *sql.Rows, err error) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var ids []string
+	var out []string
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var v string
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		ids = append(ids, id)
+		out = append(out, v)
 	}
-	return ids, rows.Err()
+	return out, rows.Err()
 }
 
 // nextDue is the earliest next attempt of an endpoint's pending

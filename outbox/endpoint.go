@@ -451,21 +451,8 @@ func (o *Outbox) RotateSecret(ctx context.Context, id string, grace time.Duratio
 // activeSecrets returns the secrets that sign for an endpoint at now,
 // newest first.
 func activeSecrets(ctx context.Context, db *sql.DB, endpointID string, now time.Time) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT secret FROM endpoint_secrets
-		WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC`, endpointID, now.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return scanStrings(db.QueryContext(ctx, `SELECT secret FROM endpoint_secrets
+		WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC`, endpointID, now.UnixMilli()))
 }
 
 // inTx runs fn in a write transaction and commits it when fn succeeds.
