@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +61,26 @@ func TestParseSize(t *testing.T) {
 		if _, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) accepted", in)
 		}
+	}
+}
+
+func TestHealthcheckExitCode(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		w.Write([]byte(`{"status":"x"}`))
+	}))
+	defer srv.Close()
+	var errOut bytes.Buffer
+	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, &errOut); code != 0 {
+		t.Fatalf("ready portal: exit %d: %s", code, errOut.String())
+	}
+	status = http.StatusServiceUnavailable
+	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, &errOut); code == 0 {
+		t.Fatal("unready portal: exit 0")
+	}
+	srv.Close()
+	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, &errOut); code == 0 {
+		t.Fatal("unreachable portal: exit 0")
 	}
 }

@@ -134,6 +134,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return err
 	}
 	a.wg.Add(3)
+	a.webhooks.Starting()
 	go func() {
 		defer a.wg.Done()
 		a.webhooks.Run(bg) // stopped with the other background work, before the database closes

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -467,7 +468,8 @@ func TestHealth(t *testing.T) {
 		Status string
 		Checks map[string]string
 	}
-	if st := getJSON(t, a.URL()+"/readyz", &r); st != 200 || r.Checks["database"] != "ok" || r.Checks["storage"] != "ok" {
+	if st := getJSON(t, a.URL()+"/readyz", &r); st != 200 || r.Checks["database"] != "ok" || r.Checks["storage"] != "ok" ||
+		r.Checks["dispatcher"] != "ok" {
 		t.Fatalf("readyz %d %+v", st, r)
 	}
 	resp, err := http.Get(a.URL() + "/schemas/file.uploaded.json")
@@ -478,5 +480,25 @@ func TestHealth(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !bytes.Equal(body, EventSchema(EventFileUploaded)) {
 		t.Fatalf("schema: %d", resp.StatusCode)
+	}
+}
+
+func TestReadyzReportsBrokenStorage(t *testing.T) {
+	a := MustOpen(t, Config{})
+	// Replace the upload dir by a plain file: nothing can be written there
+	// (permissions would not stop root).
+	if err := os.RemoveAll(a.UploadDir()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.UploadDir(), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Status string
+		Checks map[string]string
+	}
+	if st := getJSON(t, a.URL()+"/readyz", &r); st != http.StatusServiceUnavailable || r.Status != "unavailable" ||
+		r.Checks["storage"] == "ok" || r.Checks["database"] != "ok" {
+		t.Fatalf("readyz with a broken upload dir: %d %+v", st, r)
 	}
 }

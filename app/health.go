@@ -30,9 +30,8 @@ func (a *App) readyz(w http.ResponseWriter, r *http.Request) error {
 func (a *App) readiness(ctx context.Context) map[string]string {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	checks := map[string]string{"database": "ok", "storage": "ok"}
-	var one int
-	if err := a.db.W.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	checks := map[string]string{"database": "ok", "storage": "ok", "dispatcher": "ok"}
+	if err := a.databaseWritable(ctx); err != nil {
 		checks["database"] = "error: " + err.Error()
 	}
 	f, err := os.CreateTemp(a.UploadDir(), ".readyz-*")
@@ -42,5 +41,20 @@ func (a *App) readiness(ctx context.Context) map[string]string {
 		f.Close()
 		os.Remove(f.Name())
 	}
+	if a.webhooks == nil || !a.webhooks.Running() {
+		checks["dispatcher"] = "error: the webhook dispatcher is not running"
+	}
 	return checks
+}
+
+// databaseWritable takes SQLite's write lock (the writer pool's
+// transactions begin IMMEDIATE) and releases it: it fails when another
+// writer holds the database past the busy timeout or the file cannot be
+// written.
+func (a *App) databaseWritable(ctx context.Context) error {
+	tx, err := a.db.W.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return tx.Rollback()
 }

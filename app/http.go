@@ -153,7 +153,10 @@ func (a *App) logRequests(next http.Handler) http.Handler {
 		if rec.status >= 500 {
 			level = slog.LevelWarn
 		}
+		elapsed := time.Since(start)
+		metricRequestDuration.WithLabelValues(routeGroup(r.URL.Path), methodLabel(r.Method), statusClass(rec.status)).
+			Observe(elapsed.Seconds())
 		a.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"bytes", rec.bytes, "duration", time.Since(start), "remote", r.RemoteAddr)
+			"bytes", rec.bytes, "duration", elapsed, "remote", r.RemoteAddr)
 	})
 }

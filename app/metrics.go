@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/doorito/portal/outbox"
@@ -28,6 +30,11 @@ var (
 		Name: "portal_finalize_failures_total",
 		Help: "Finalizations that failed (the sweep retries them).",
 	})
+	metricRequestDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "portal_http_request_duration_seconds",
+		Help:    "HTTP request durations by route group (tus, api, ui, static, schemas, health, metrics), method and status class.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"route", "method", "code"})
 	metricSweepFinalized = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "portal_sweep_finalized_total",
 		Help: "Completed uploads finalized by the sweep rather than the upload's own request.",
@@ -86,7 +93,7 @@ func (a *App) newRegistry() *prometheus.Registry {
 			ConstLabels: prometheus.Labels{"version": a.cfg.Version},
 		}, func() float64 { return 1 }),
 	)
-	for _, c := range []prometheus.Collector{metricEventsWritten, metricFinalizeDuration, metricFinalizeFailures, metricSweepFinalized} {
+	for _, c := range []prometheus.Collector{metricEventsWritten, metricFinalizeDuration, metricFinalizeFailures, metricSweepFinalized, metricRequestDuration} {
 		// The package-level collectors are shared by every App in a process
 		// (tests open many); each registry registers them once.
 		reg.MustRegister(c)
@@ -98,4 +105,42 @@ func (a *App) newRegistry() *prometheus.Registry {
 // metricsHandler serves the registry in the Prometheus exposition format.
 func (a *App) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{ErrorLog: nil})
+}
+
+// routeGroup maps a request path to one of a fixed set of route groups, so
+// the label set stays bounded whatever paths clients send.
+func routeGroup(path string) string {
+	switch {
+	case path == "/files" || strings.HasPrefix(path, "/files/"):
+		return "tus"
+	case strings.HasPrefix(path, "/api/"):
+		return "api"
+	case strings.HasPrefix(path, "/static/"):
+		return "static"
+	case strings.HasPrefix(path, "/schemas/"):
+		return "schemas"
+	case path == "/healthz" || path == "/readyz":
+		return "health"
+	case path == "/metrics":
+		return "metrics"
+	default:
+		return "ui"
+	}
+}
+
+// methodLabel keeps the method label to the methods the portal serves.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodOptions, http.MethodPut:
+		return m
+	}
+	return "other"
+}
+
+// statusClass is "2xx", "4xx", ….
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code/100) + "xx"
 }

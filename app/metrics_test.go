@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMetricsExposition(t *testing.T) {
@@ -72,3 +73,41 @@ func TestMetricsPassPromtool(t *testing.T) {
 }
 
 var tusdLegacyName = regexp.MustCompile(`^tusd_[a-z_]+ counter metrics should have "_total" suffix$`)
+
+func TestDeliveryMetrics(t *testing.T) {
+	a := MustOpen(t, whConfig())
+	rc, ep := whReceiverEndpoint(t, a)
+	whUpload(t, a)
+	rc.next(5 * time.Second)
+	// The attempt is recorded just after the receiver answers.
+	var text string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		text = scrape(t, a)
+		if strings.Contains(text, "portal_webhook_delivery_latency_seconds_count 1") {
+			break
+		}
+	}
+	for _, want := range []string{
+		`portal_webhook_attempts_total{endpoint="` + ep.ID + `",outcome="success"} 1`,
+		"portal_webhook_delivery_latency_seconds_count 1",
+		"portal_outbox_oldest_undelivered_age_seconds 0",
+		`portal_webhook_endpoints{state="enabled"} 1`,
+		`portal_http_request_duration_seconds_count{code="2xx",method="PATCH",route="tus"}`,
+		`portal_http_request_duration_seconds_count{code="2xx",method="POST",route="api"}`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func scrape(tb testing.TB, a *App) string {
+	tb.Helper()
+	resp, err := http.Get(a.URL() + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"code.dny.dev/ssrf"
@@ -128,7 +129,18 @@ type Dispatcher struct {
 	inflight map[string]int
 	total    int
 	rr       int
+
+	running atomic.Bool
 }
+
+// Running reports whether the dispatcher is delivering (for readiness
+// checks): from Run's call, or Starting's, until Run returns.
+func (d *Dispatcher) Running() bool { return d.running.Load() }
+
+// Starting marks the dispatcher running before the goroutine that calls
+// Run is scheduled, so a readiness check right after start-up is not
+// told otherwise.
+func (d *Dispatcher) Starting() { d.running.Store(true) }
 
 // NewDispatcher returns a dispatcher over the outbox; Run starts it.
 func NewDispatcher(o *Outbox, cfg DispatcherConfig) *Dispatcher {
@@ -168,6 +180,8 @@ type job struct {
 // and returns. Deliveries that a crash left "delivering" are queued again
 // first: delivery is at least once.
 func (d *Dispatcher) Run(ctx context.Context) {
+	d.running.Store(true)
+	defer d.running.Store(false)
 	defer d.tr.CloseIdleConnections()
 	if n, err := d.recover(ctx); err != nil {
 		d.log.Error("webhooks: recover deliveries", "err", err)
@@ -397,15 +411,18 @@ type target struct {
 	tries, attempts int
 	enabled         bool
 	deleted         bool
+	committed       time.Time // when the event was written
 }
 
 func (d *Dispatcher) load(ctx context.Context, deliveryID string) (target, error) {
 	var t target
 	var deleted sql.NullInt64
-	err := d.o.r.QueryRowContext(ctx, `SELECT d.event_id, ep.url, ev.payload, d.tries, d.attempts, ep.enabled, ep.deleted_at
-		FROM deliveries d JOIN events ev ON ev.id = d.event_id JOIN endpoints ep ON ep.id = d.endpoint_id
-		WHERE d.id = ?`, deliveryID).Scan(&t.eventID, &t.url, &t.payload, &t.tries, &t.attempts, &t.enabled, &deleted)
+	var committed int64
+	err := d.o.r.QueryRowContext(ctx, `SELECT d.event_id, ep.url, ev.payload, d.tries, d.attempts, ep.enabled, ep.deleted_at,
+		ev.created_at FROM deliveries d JOIN events ev ON ev.id = d.event_id JOIN endpoints ep ON ep.id = d.endpoint_id
+		WHERE d.id = ?`, deliveryID).Scan(&t.eventID, &t.url, &t.payload, &t.tries, &t.attempts, &t.enabled, &deleted, &committed)
 	t.deleted = deleted.Valid
+	t.committed = time.UnixMilli(committed)
 	return t, err
 }
 
@@ -451,8 +468,13 @@ func (d *Dispatcher) work(ctx context.Context, j job) {
 		d.release(dbctx, j, d.now())
 		return
 	}
-	metricAttempts.WithLabelValues(res.outcome).Inc()
+	metricAttempts.WithLabelValues(j.endpointID, res.outcome).Inc()
 	metricAttemptDuration.Observe(res.duration.Seconds())
+	if res.ok() && t.attempts == 0 {
+		// First delivery of the event to this endpoint: the end-to-end
+		// latency a consumer sees (retries and replays would skew it).
+		metricDeliveryLatency.Observe(res.at.Add(res.duration).Sub(t.committed).Seconds())
+	}
 	if err := d.record(dbctx, j, t, res, log); err != nil {
 		log.Error("webhooks: record attempt", "err", err)
 	}

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,8 +13,13 @@ import (
 var (
 	metricAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portal_webhook_attempts_total",
-		Help: "Webhook delivery attempts by outcome: success, http_error, network_error, timeout, refused.",
-	}, []string{"outcome"})
+		Help: "Webhook delivery attempts by endpoint id and outcome: success, http_error, network_error, timeout, refused.",
+	}, []string{"endpoint", "outcome"})
+	metricDeliveryLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "portal_webhook_delivery_latency_seconds",
+		Help:    "From an event's commit to the 2xx of its first successful attempt at an endpoint (first-try deliveries).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
 	metricAttemptDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "portal_webhook_attempt_duration_seconds",
 		Help:    "Duration of webhook delivery attempts, from sending to the end of the (capped) response.",
@@ -32,6 +38,8 @@ var (
 var (
 	descDeliveries = prometheus.NewDesc("portal_webhook_deliveries",
 		"Webhook deliveries waiting (pending) or being sent (delivering).", []string{"status"}, nil)
+	descOldest = prometheus.NewDesc("portal_outbox_oldest_undelivered_age_seconds",
+		"Age of the oldest event with a delivery still pending or being sent; 0 when none.", nil, nil)
 	descEndpoints = prometheus.NewDesc("portal_webhook_endpoints",
 		"Webhook endpoints by state: enabled or disabled.", []string{"state"}, nil)
 )
@@ -40,7 +48,7 @@ var (
 // counts pending deliveries and endpoints in the outbox's database at
 // scrape time.
 func Collectors(o *Outbox) []prometheus.Collector {
-	return []prometheus.Collector{metricAttempts, metricAttemptDuration, metricDeliveriesFailed,
+	return []prometheus.Collector{metricAttempts, metricAttemptDuration, metricDeliveryLatency, metricDeliveriesFailed,
 		metricEndpointsDisabled, stateCollector{o}}
 }
 
@@ -48,6 +56,7 @@ type stateCollector struct{ o *Outbox }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDeliveries
+	ch <- descOldest
 	ch <- descEndpoints
 }
 
@@ -55,18 +64,26 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var pending, delivering, enabled, disabled float64
+	var oldest sql.NullInt64
 	// Both counts read partial indexes, so they cost what is waiting, not
 	// the whole history.
 	err := c.o.r.QueryRowContext(ctx, `SELECT
 		(SELECT COUNT(*) FROM deliveries WHERE status = 'pending'),
 		(SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'),
 		(SELECT COUNT(*) FROM endpoints WHERE deleted_at IS NULL AND enabled = 1),
-		(SELECT COUNT(*) FROM endpoints WHERE deleted_at IS NULL AND enabled = 0)`).Scan(&pending, &delivering, &enabled, &disabled)
+		(SELECT COUNT(*) FROM endpoints WHERE deleted_at IS NULL AND enabled = 0),
+		(SELECT MIN(e.created_at) FROM deliveries d JOIN events e ON e.id = d.event_id
+			WHERE d.status IN ('pending', 'delivering'))`).Scan(&pending, &delivering, &enabled, &disabled, &oldest)
 	if err != nil {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.GaugeValue, pending, StatusPending)
 	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.GaugeValue, delivering, StatusDelivering)
+	age := 0.0
+	if oldest.Valid {
+		age = max(0, time.Since(time.UnixMilli(oldest.Int64)).Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age)
 	ch <- prometheus.MustNewConstMetric(descEndpoints, prometheus.GaugeValue, enabled, "enabled")
 	ch <- prometheus.MustNewConstMetric(descEndpoints, prometheus.GaugeValue, disabled, "disabled")
 }
