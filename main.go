@@ -94,6 +94,7 @@ func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&c.Listen, "listen", defaultListen(), "`address` to listen on")
 	fs.StringVar(&c.DataDir, "data-dir", app.DefaultDataDir, "`dir`ectory for the database and uploads")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base `URL` of the portal (behind a proxy); default http://<listen>")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this `address` only, instead of on --listen")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "trust X-Forwarded-Host/-Proto and Forwarded headers from a reverse proxy")
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "comma-separated browser `origins` allowed to upload (\"*\" for any)")
 	fs.BoolVar(&c.IETFDraft, "ietf-draft", false, "also accept the IETF resumable-upload draft protocol")

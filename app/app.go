@@ -35,6 +35,8 @@ type App struct {
 
 	ln         net.Listener
 	server     *http.Server
+	metricsLn  net.Listener // with Config.MetricsListen
+	metricsSrv *http.Server
 	cancelReqs context.CancelCauseFunc
 	stop       context.CancelFunc
 	wg         sync.WaitGroup
@@ -47,6 +49,14 @@ func New(cfg Config) (*App, error) {
 		return nil, err
 	}
 	return &App{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// MetricsAddr returns the address of the separate metrics listener, if any.
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
 }
 
 // Addr returns the address the HTTP server listens on (after Open).
@@ -110,6 +120,14 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 
 	a.registry = a.newRegistry()
+	if a.cfg.MetricsListen != "" {
+		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metricsHandler())
+		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
 
 	// Finish what a previous run left: completed uploads without a row.
 	a.sweep(ctx)
@@ -132,6 +150,15 @@ func (a *App) Open(ctx context.Context) (err error) {
 	// The expiry notifier and the cleanup, on their cron schedules.
 	if err := a.startJobs(bg); err != nil {
 		return err
+	}
+	if a.metricsSrv != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.metricsSrv.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics server", "err", err)
+			}
+		}()
 	}
 	a.wg.Add(3)
 	a.webhooks.Starting()
@@ -185,6 +212,11 @@ func (a *App) Close() error {
 	}
 	if a.cancelReqs != nil {
 		a.cancelReqs(tushandler.ErrServerShutdown)
+	}
+	if a.metricsSrv != nil {
+		a.metricsSrv.Close()
+	} else if a.metricsLn != nil {
+		a.metricsLn.Close()
 	}
 	if a.stop != nil {
 		a.stop()

@@ -26,6 +26,9 @@ type Config struct {
 	// source and the base of the links the portal hands out. Empty means
 	// http://<listen address>.
 	PublicURL string
+	// MetricsListen, when set, serves /metrics on this address only (for
+	// example a private interface) instead of on Listen.
+	MetricsListen string
 	// TrustProxy makes tus honour X-Forwarded-Host/-Proto and Forwarded when
 	// it builds upload URLs (set it behind a reverse proxy).
 	TrustProxy bool

@@ -98,7 +98,9 @@ func (a *App) routes() http.Handler {
 	}))
 
 	mux.Handle("GET /schemas/{name}", a.h(a.serveSchema))
-	mux.Handle("GET /metrics", a.metricsHandler())
+	if a.cfg.MetricsListen == "" {
+		mux.Handle("GET /metrics", a.metricsHandler())
+	}
 	mux.Handle("GET /healthz", a.h(a.healthz))
 	mux.Handle("GET /readyz", a.h(a.readyz))
 	ui := a.newWebUI()

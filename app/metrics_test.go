@@ -79,24 +79,41 @@ func TestDeliveryMetrics(t *testing.T) {
 	rc, ep := whReceiverEndpoint(t, a)
 	whUpload(t, a)
 	rc.next(5 * time.Second)
-	// The attempt is recorded just after the receiver answers.
-	var text string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		text = scrape(t, a)
-		if strings.Contains(text, "portal_webhook_delivery_latency_seconds_count 1") {
-			break
-		}
-	}
-	for _, want := range []string{
+	wants := []string{
 		`portal_webhook_attempts_total{endpoint="` + ep.ID + `",outcome="success"} 1`,
 		"portal_webhook_delivery_latency_seconds_count 1",
 		"portal_outbox_oldest_undelivered_age_seconds 0",
+		`portal_webhook_deliveries{status="delivering"} 0`,
 		`portal_webhook_endpoints{state="enabled"} 1`,
 		`portal_http_request_duration_seconds_count{code="2xx",method="PATCH",route="tus"}`,
 		`portal_http_request_duration_seconds_count{code="2xx",method="POST",route="api"}`,
-	} {
+	}
+	// The attempt is recorded just after the receiver answers, and one
+	// scrape may gather the collectors around that moment: scrape until
+	// everything shows, for a bounded time.
+	var text string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		text = scrape(t, a)
+		missing := 0
+		for _, want := range wants {
+			if !strings.Contains(text, want) {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		for _, l := range strings.Split(text, "\n") {
+			if strings.Contains(l, "webhook") && !strings.HasPrefix(l, "#") {
+				t.Log(l)
+			}
 		}
 	}
 }
@@ -110,4 +127,20 @@ func scrape(tb testing.TB, a *App) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+func TestMetricsListen(t *testing.T) {
+	a := MustOpen(t, Config{MetricsListen: "127.0.0.1:0"})
+	if resp, err := http.Get(a.URL() + "/metrics"); err != nil || resp.StatusCode == http.StatusOK {
+		t.Fatalf("/metrics still on the main listener: %v %v", resp, err)
+	}
+	resp, err := http.Get("http://" + a.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "portal_build_info") {
+		t.Fatalf("metrics listener: %d", resp.StatusCode)
+	}
 }
