@@ -180,7 +180,8 @@ func TestWebhookFailingEndpointRecovers(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	metrics, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{`portal_webhook_attempts_total{outcome="http_error"}`, `portal_webhook_attempts_total{outcome="success"}`,
+	for _, want := range []string{`portal_webhook_attempts_total{endpoint="` + ep.ID + `",outcome="http_error"}`,
+		`portal_webhook_attempts_total{endpoint="` + ep.ID + `",outcome="success"}`,
 		`portal_webhook_deliveries{status="pending"} 0`, `portal_webhook_endpoints{state="enabled"} 1`, "portal_webhook_attempt_duration_seconds_count"} {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
