@@ -91,7 +91,7 @@ func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.SetOutput(out)
 	f := &serveFlags{}
 	c := &f.cfg
-	fs.StringVar(&c.Listen, "listen", defaultListen(), "`address` to listen on")
+	fs.StringVar(&c.Listen, "listen", app.DefaultListen, "`address` to listen on")
 	fs.StringVar(&c.DataDir, "data-dir", app.DefaultDataDir, "`dir`ectory for the database and uploads")
 	fs.StringVar(&c.PublicURL, "public-url", "", "public base `URL` of the portal (behind a proxy); default http://<listen>")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this `address` only, instead of on --listen")
@@ -134,14 +134,6 @@ func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
 			"(or the file named by PORTAL_ADMIN_PASSWORD_FILE); without it a random password is printed once.\n")
 	}
 	return fs, f
-}
-
-// defaultListen is 127.0.0.1:8080, or 0.0.0.0:8080 inside a container.
-func defaultListen() string {
-	if _, err := os.Stat("/.dockerenv"); err == nil {
-		return "0.0.0.0:8080"
-	}
-	return app.DefaultListen
 }
 
 func envName(flagName string) string {
@@ -292,7 +284,7 @@ func healthcheck(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := os.Getenv("PORTAL_LISTEN")
 	if listen == "" {
-		listen = defaultListen()
+		listen = app.DefaultListen
 	}
 	host := strings.Replace(listen, "0.0.0.0:", "127.0.0.1:", 1)
 	url := fs.String("url", "http://"+host+"/readyz", "readiness `URL` to check")

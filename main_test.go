@@ -84,3 +84,15 @@ func TestHealthcheckExitCode(t *testing.T) {
 		t.Fatal("unreachable portal: exit 0")
 	}
 }
+
+// The default listen address is loopback wherever the binary runs; the
+// Docker image opts into 0.0.0.0 through PORTAL_LISTEN.
+func TestDefaultListenIsLoopback(t *testing.T) {
+	cfg, _, err := parseServe(nil, func(string) string { return "" }, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:8080" || cfg.DataDir != "./data" {
+		t.Fatalf("defaults: listen %q, data dir %q", cfg.Listen, cfg.DataDir)
+	}
+}

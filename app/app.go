@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -97,7 +98,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	a.publicURL = a.cfg.PublicURL
 	if a.publicURL == "" {
-		a.publicURL = "http://" + a.ln.Addr().String()
+		a.publicURL = "http://" + reachableAddr(a.ln.Addr().(*net.TCPAddr))
 	}
 	basePath := "/files/"
 	if a.cfg.PublicURL != "" {
@@ -228,4 +229,13 @@ func (a *App) Close() error {
 	}
 	a.log.Info("portal stopped")
 	return errors.Join(errs...)
+}
+
+// reachableAddr is host:port of a listener as a client on this host
+// reaches it: an unspecified address (0.0.0.0, ::) becomes localhost.
+func reachableAddr(a *net.TCPAddr) string {
+	if a.IP == nil || a.IP.IsUnspecified() {
+		return net.JoinHostPort("localhost", strconv.Itoa(a.Port))
+	}
+	return a.String()
 }

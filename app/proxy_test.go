@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -81,5 +82,13 @@ func TestIETFDraftSwitch(t *testing.T) {
 	off := MustOpen(t, Config{})
 	if resp := send(off); resp.StatusCode < 400 {
 		t.Fatalf("IETF draft upload accepted with the draft off: %s", resp.Status)
+	}
+}
+
+func TestPublicURLOfUnspecifiedListen(t *testing.T) {
+	a := MustOpen(t, Config{Listen: "0.0.0.0:0"})
+	_, port, _ := net.SplitHostPort(a.Addr())
+	if a.URL() != "http://localhost:"+port {
+		t.Fatalf("public URL %q, want http://localhost:%s", a.URL(), port)
 	}
 }
