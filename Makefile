@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench
 
 all: build
 
@@ -98,6 +98,15 @@ chromium:
 test/e2e/node_modules: test/e2e/package.json test/e2e/package-lock.json
 	cd test/e2e && $(NPM) ci --no-audit --no-fund
 	@touch $@
+
+## bench: build the portal and run the benchmarks (cmd/portalbench, about 10
+## minutes): prints a table, writes build/bench/results.json. BENCH_FLAGS
+## adds options, e.g. BENCH_FLAGS='-scenarios 1 -reps 9'. `make test` runs
+## only a tiny smoke run of the harness.
+BENCH_FLAGS ?=
+bench: build
+	$(GO) build -o build/portalbench ./cmd/portalbench
+	./build/portalbench -bin $(BIN) -dir build/bench -out build/bench/results.json $(BENCH_FLAGS)
 
 clean:
 	rm -rf build

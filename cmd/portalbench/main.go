@@ -1,0 +1,223 @@
+// Command portalbench measures the portal's upload path against baselines
+// run in the same process: tusd's bare filestore handler, a plain io.Copy
+// to a file, and the portal's own small uploads. It prints a table and
+// writes the figures as JSON. Absolute times on a shared machine are
+// noisy; the targets are checked on same-run ratios (or on latencies and
+// sizes that do not depend on the machine's load).
+//
+// Usage:
+//
+//	portalbench [-short] [-scenarios 1,2,5,6] [-reps N] [-bin build/portal] [-out build/bench/results.json]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	kiB = 1 << 10
+	miB = 1 << 20
+	giB = 1 << 30
+)
+
+// sizes are the workloads of the scenarios; -short shrinks them to a smoke
+// run of a few seconds.
+type sizes struct {
+	Single             int64 // one upload in a single PATCH
+	Chunked, Chunk     int64 // one upload in PATCHes of Chunk bytes
+	Conc               int   // concurrent uploads of ConcSize bytes
+	ConcSize           int64
+	FinSmall, FinLarge int64 // finalize cost
+	MemConc            int   // concurrent uploads of MemConcSize (peak RSS)
+	MemConcSize        int64
+	MemSmall, MemLarge int64 // RSS flat in file size
+	Rows               int   // registry scale
+	ListReps           int
+	EventUploads       int // uploads at 20/s for the event latency
+	Backlog            int // events to deliver
+}
+
+var fullSizes = sizes{
+	Single: giB, Chunked: 256 * miB, Chunk: 5 * miB, Conc: 8, ConcSize: 64 * miB,
+	FinSmall: miB, FinLarge: giB,
+	MemConc: 50, MemConcSize: 256 * miB, MemSmall: 10 * miB, MemLarge: giB,
+	Rows: 1_000_000, ListReps: 30,
+	EventUploads: 300, Backlog: 100_000,
+}
+
+var shortSizes = sizes{
+	Single: 4 * miB, Chunked: 3 * miB, Chunk: 512 * kiB, Conc: 3, ConcSize: miB,
+	FinSmall: 64 * kiB, FinLarge: 4 * miB,
+	MemConc: 3, MemConcSize: 2 * miB, MemSmall: miB, MemLarge: 4 * miB,
+	Rows: 2_000, ListReps: 3,
+	EventUploads: 10, Backlog: 300,
+}
+
+// options are the command line.
+type options struct {
+	short      bool
+	reps       int
+	memReps    int
+	scenarios  []int
+	dir        string
+	out        string
+	bin        string
+	cpuprofile string
+	only       string
+	log        io.Writer
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("portalbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	var scen string
+	fs.BoolVar(&o.short, "short", false, "tiny sizes: a smoke run of the harness, not a measurement")
+	fs.IntVar(&o.reps, "reps", 5, "repetitions of each upload and finalize case")
+	fs.IntVar(&o.memReps, "mem-reps", 3, "repetitions of each memory case")
+	fs.StringVar(&scen, "scenarios", "1,2,3,4,5,6", "comma-separated scenarios to run")
+	fs.StringVar(&o.dir, "dir", "", "where to put the run's scratch directory (uploads, databases; default: the system's temporary directory)")
+	fs.StringVar(&o.out, "out", "build/bench/results.json", "where to write the JSON results")
+	fs.StringVar(&o.bin, "bin", "build/portal", "portal binary for the memory scenario (5)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (client and in-process portal)")
+	fs.StringVar(&o.only, "case", "", "run only the upload cases (scenario 1) whose name contains this")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.reps < 1 || o.reps > 100 || o.memReps < 1 || o.memReps > 20 {
+		return o, errors.New("-reps must be 1..100 and -mem-reps 1..20")
+	}
+	for _, s := range strings.Split(scen, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 6 {
+			return o, fmt.Errorf("-scenarios: %q is not a scenario number 1..6", s)
+		}
+		o.scenarios = append(o.scenarios, n)
+	}
+	return o, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseOptions(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "portalbench:", err)
+		return 2
+	}
+	o.log = stderr
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := benchmark(ctx, o)
+	if rep != nil {
+		printTable(stdout, *rep)
+		if werr := writeJSON(o.out, *rep); werr != nil {
+			err = errors.Join(err, werr)
+		} else {
+			fmt.Fprintln(stdout, "results written to", o.out)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "portalbench:", err)
+		return 1
+	}
+	return 0
+}
+
+// bench is one run: its options, sizes and the report being filled.
+type bench struct {
+	o   options
+	sz  sizes
+	dir string
+	rep *Report
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.o.log, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func (b *bench) add(r Result) { b.rep.Results = append(b.rep.Results, r) }
+
+// benchmark runs the chosen scenarios and returns the report, complete or
+// as far as it got.
+func benchmark(ctx context.Context, o options) (*Report, error) {
+	b := &bench{o: o, sz: fullSizes}
+	if o.short {
+		b.sz = shortSizes
+	}
+	b.rep = &Report{Started: time.Now().UTC(), Command: "portalbench " + strings.Join(os.Args[1:], " "),
+		Short: o.short, Machine: machine()}
+	// Everything goes to a fresh directory (inside -dir when given), removed
+	// at the end: uploads, databases, the 1M-row registry.
+	if o.dir != "" {
+		if err := os.MkdirAll(o.dir, 0o750); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp(o.dir, "portalbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	b.dir = dir
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	defer func() { b.rep.Duration = time.Since(start).Round(time.Second).String() }()
+	scenarios := map[int]func(context.Context) error{
+		1: b.uploadThroughput,
+		2: b.finalizeCost,
+		3: b.eventLatency,
+		4: b.deliveryThroughput,
+		5: b.memory,
+		6: b.registry,
+	}
+	var errs []error
+	for _, n := range slices.Compact(slices.Sorted(slices.Values(o.scenarios))) {
+		if ctx.Err() != nil {
+			break
+		}
+		b.logf("scenario %d", n)
+		if err := scenarios[n](ctx); err != nil {
+			errs = append(errs, fmt.Errorf("scenario %d: %w", n, err))
+			b.logf("scenario %d failed: %v", n, err)
+		}
+	}
+	return b.rep, errors.Join(errs...)
+}
+
+// scratch returns a new empty directory under the run's scratch dir.
+func (b *bench) scratch(name string) (string, error) {
+	d := filepath.Join(b.dir, name)
+	if err := os.RemoveAll(d); err != nil {
+		return "", err
+	}
+	return d, os.MkdirAll(d, 0o750)
+}
