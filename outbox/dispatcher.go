@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -114,9 +115,17 @@ func (c DispatcherConfig) withDefaults(o *Outbox) DispatcherConfig {
 }
 
 // Dispatcher sends pending deliveries: it wakes when events commit (and
-// polls as a fallback), claims due deliveries fairly between fresh events
-// and retries, and sends them on a bounded pool of workers, recording
-// every attempt.
+// polls as a fallback), claims due deliveries in batches, fairly between
+// fresh events and retries, sends them on a bounded pool of requests with
+// a per-endpoint limit, and records every attempt.
+//
+// The database sees two kinds of write, both batched so that one commit
+// (one fsync) serves many deliveries: a claim marks up to a batch of due
+// deliveries "delivering" and loads what their attempts need; the
+// recorder writes finished attempts in group commits, taking whatever
+// results arrived while the previous commit ran. A request slot is free
+// again as soon as its response is read; the delivery stays "delivering"
+// (so it is not claimed twice) until its attempt is recorded.
 type Dispatcher struct {
 	o      *Outbox
 	cfg    DispatcherConfig
@@ -124,14 +133,35 @@ type Dispatcher struct {
 	client *http.Client
 	tr     *http.Transport
 
-	// Owned by Run's goroutine.
-	done     chan string // endpoint id of each finished job
+	// Owned by Run's goroutine. A claimed job is queued until a request
+	// slot is free, then sent; inflight and total count the claimed jobs
+	// not yet sent or being sent, per endpoint and overall.
+	queues   map[string][]*job
+	sending  map[string]int
+	nsending int
 	inflight map[string]int
 	total    int
 	rr       int
+	// eps caches the enabled endpoints, read at epsVersion of the
+	// outbox's endpoint version.
+	eps        []enabledEndpoint
+	epsVersion int64
+
+	done     chan string   // endpoint id of each finished request
+	records  chan recItem  // finished attempts and releases, to the recorder
+	recorded chan struct{} // a record batch committed (may unblock claims)
 
 	running atomic.Bool
 }
+
+// Claiming runs ahead of sending by this factor: an endpoint may have
+// claimAhead×PerEndpoint deliveries claimed (queued or being sent), and
+// all endpoints together claimAhead×Workers. recordBatch bounds the
+// attempts one commit records.
+const (
+	claimAhead  = 32
+	recordBatch = 512
+)
 
 // Running reports whether the dispatcher is delivering (for readiness
 // checks): from Run's call, or Starting's, until Run returns.
@@ -146,11 +176,13 @@ func (d *Dispatcher) Starting() { d.running.Store(true) }
 func NewDispatcher(o *Outbox, cfg DispatcherConfig) *Dispatcher {
 	cfg = cfg.withDefaults(o)
 	tr := &http.Transport{
-		Proxy:                 nil, // a proxy would bypass the address check
-		DialContext:           cfg.Policy.dialer(),
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   cfg.PerEndpoint,
+		Proxy:             nil, // a proxy would bypass the address check
+		DialContext:       cfg.Policy.dialer(),
+		ForceAttemptHTTP2: true,
+		MaxIdleConns:      100,
+		// Several endpoints may share a host: keep a connection for every
+		// request slot, or they churn.
+		MaxIdleConnsPerHost:   cfg.Workers,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
@@ -165,29 +197,58 @@ func NewDispatcher(o *Outbox, cfg DispatcherConfig) *Dispatcher {
 			// Never follow redirects: the 3xx is the answer (a failure).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		done:     make(chan string, cfg.Workers),
+		queues:   map[string][]*job{},
+		sending:  map[string]int{},
 		inflight: map[string]int{},
+		done:     make(chan string, cfg.Workers),
+		records:  make(chan recItem, recordBatch),
+		recorded: make(chan struct{}, 1),
 	}
 }
 
-// job is one claimed delivery.
+// job is one claimed delivery with what its attempt needs, read when it
+// was claimed.
 type job struct {
-	id, endpointID string
+	id, endpointID  string
+	eventID         string
+	payload         []byte
+	tries, attempts int
+	committed       time.Time // when the event was written
+	ep              *endpointTarget
+}
+
+// endpointTarget is an endpoint as a claim read it: where to send and the
+// secrets that sign. version is the outbox's endpoint version at that
+// time; a job whose endpoint changed since is put back unsent (and claimed
+// again with the new URL, secrets or state).
+type endpointTarget struct {
+	url     string
+	secrets []string
+	version int64
 }
 
 // Run delivers until ctx ends, then waits for the requests in flight
-// (cancelled with ctx; their deliveries are sent again on the next start)
-// and returns. Deliveries that a crash left "delivering" are queued again
-// first: delivery is at least once.
+// (cancelled with ctx; their deliveries are sent again on the next start),
+// puts back the claimed deliveries not yet sent, and returns. Deliveries
+// that a crash left "delivering" are queued again first: delivery is at
+// least once.
 func (d *Dispatcher) Run(ctx context.Context) {
 	d.running.Store(true)
 	defer d.running.Store(false)
 	defer d.tr.CloseIdleConnections()
+	if err := d.prepare(ctx); err != nil {
+		d.log.Error("webhooks: prepare statements", "err", err) // they run unprepared
+	}
 	if n, err := d.recover(ctx); err != nil {
 		d.log.Error("webhooks: recover deliveries", "err", err)
 	} else if n > 0 {
 		d.log.Info("webhooks: deliveries interrupted by the last shutdown queued again", "count", n)
 	}
+	recorderDone := make(chan struct{})
+	go func() {
+		defer close(recorderDone)
+		d.recordLoop()
+	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -199,11 +260,12 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		timer.Reset(max(wait, 5*time.Millisecond))
 		select {
 		case <-ctx.Done():
-			for d.total > 0 {
-				d.finish(<-d.done)
-			}
+			d.stop()
+			close(d.records)
+			<-recorderDone
 			return
 		case <-d.o.Wake():
+		case <-d.recorded:
 		case ep := <-d.done:
 			d.finish(ep)
 		case <-timer.C:
@@ -219,8 +281,27 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
+// stop waits for the requests in flight and puts the queued jobs back.
+func (d *Dispatcher) stop() {
+	for d.nsending > 0 {
+		d.finish(<-d.done)
+	}
+	for ep, q := range d.queues {
+		for _, j := range q {
+			d.records <- recItem{j: j, release: true, next: d.now()}
+		}
+		delete(d.queues, ep)
+	}
+}
+
+// finish accounts for a request that ended (its attempt is with the
+// recorder).
 func (d *Dispatcher) finish(endpointID string) {
+	d.nsending--
 	d.total--
+	if d.sending[endpointID]--; d.sending[endpointID] <= 0 {
+		delete(d.sending, endpointID)
+	}
 	if d.inflight[endpointID]--; d.inflight[endpointID] <= 0 {
 		delete(d.inflight, endpointID)
 	}
@@ -243,8 +324,9 @@ func (d *Dispatcher) recover(ctx context.Context) (int64, error) {
 
 func (d *Dispatcher) now() time.Time { return d.cfg.Now().UTC().Truncate(time.Millisecond) }
 
-// dispatch claims what is due and starts a worker for each; it returns how
-// long to sleep before something else falls due.
+// dispatch claims what is due, queues it and starts requests as far as the
+// limits allow; it returns how long to sleep before something else falls
+// due.
 func (d *Dispatcher) dispatch(ctx context.Context) (time.Duration, error) {
 	if ctx.Err() != nil {
 		return d.cfg.PollInterval, nil
@@ -253,8 +335,9 @@ func (d *Dispatcher) dispatch(ctx context.Context) (time.Duration, error) {
 	for _, j := range jobs {
 		d.total++
 		d.inflight[j.endpointID]++
-		go d.work(ctx, j)
+		d.queues[j.endpointID] = append(d.queues[j.endpointID], j)
 	}
+	d.startRequests(ctx)
 	wait := d.cfg.PollInterval
 	if !next.IsZero() {
 		wait = min(wait, next.Sub(d.now()))
@@ -262,78 +345,117 @@ func (d *Dispatcher) dispatch(ctx context.Context) (time.Duration, error) {
 	return wait, err
 }
 
-// claim marks due deliveries "delivering", within the global and
-// per-endpoint limits, and returns them with the earliest time another
-// becomes due on an endpoint that has room (zero if none). Endpoints are
-// visited round-robin, and on each, fresh deliveries and retries are taken
-// in turn. Candidates are found on the read pool; the write transaction
-// only flips their status (if they are still pending), so it holds the
-// single writer briefly.
-func (d *Dispatcher) claim(ctx context.Context) ([]job, time.Time, error) {
-	free := d.cfg.Workers - d.total
-	if free <= 0 {
-		return nil, time.Time{}, nil // a finishing worker wakes the loop
-	}
-	eps, err := enabledEndpoints(ctx, d.o.r)
-	if err != nil || len(eps) == 0 {
-		return nil, time.Time{}, err
-	}
-	now := d.now()
-	d.rr = (d.rr + 1) % len(eps)
-	var candidates []job
-	roomy := map[string]bool{} // endpoints with room left after this claim
-	for i := range eps {
-		ep := eps[(d.rr+i)%len(eps)]
-		room := min(d.cfg.PerEndpoint-d.inflight[ep], free-len(candidates))
-		if room <= 0 {
-			continue
+// startRequests starts queued jobs while there are request slots, one
+// endpoint after the other.
+func (d *Dispatcher) startRequests(ctx context.Context) {
+	for progress := true; progress && d.nsending < d.cfg.Workers; {
+		progress = false
+		for ep, q := range d.queues {
+			if d.nsending >= d.cfg.Workers {
+				return
+			}
+			if len(q) == 0 || d.sending[ep] >= d.cfg.PerEndpoint {
+				continue
+			}
+			j := q[0]
+			q[0] = nil
+			if d.queues[ep] = q[1:]; len(q) == 1 {
+				delete(d.queues, ep)
+			}
+			d.sending[ep]++
+			d.nsending++
+			progress = true
+			go d.work(ctx, j)
 		}
-		fresh, err := dueDeliveries(ctx, d.o.r, ep, laneFresh, now, room)
+	}
+}
+
+// claim marks due deliveries "delivering", within the claim limits, and
+// returns them as jobs with the earliest time another becomes due on an
+// endpoint that has room (zero if none). Endpoints are visited
+// round-robin, and on each, fresh deliveries and retries are taken in
+// turn. Candidates are found on the read pool; one write statement flips
+// those still pending (and still in order), so the claim holds the single
+// writer briefly; what the attempts need is then read on the read pool.
+func (d *Dispatcher) claim(ctx context.Context) ([]*job, time.Time, error) {
+	free := claimAhead*d.cfg.Workers - d.total
+	if free <= 0 {
+		return nil, time.Time{}, nil // a finishing request wakes the loop
+	}
+	version := d.o.endpointVersion.Load()
+	if d.eps == nil || d.epsVersion != version {
+		eps, err := enabledEndpoints(ctx, d.o.r)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		retry, err := dueDeliveries(ctx, d.o.r, ep, laneRetry, now, room)
+		d.eps, d.epsVersion = eps, version
+		if d.eps == nil {
+			d.eps = []enabledEndpoint{}
+		}
+	}
+	eps := d.eps
+	if len(eps) == 0 {
+		return nil, time.Time{}, nil
+	}
+	now := d.now()
+	d.rr = (d.rr + 1) % len(eps)
+	var candidates []string
+	roomy := map[string]bool{} // endpoints with room left after this claim
+	for i := range eps {
+		ep := eps[(d.rr+i)%len(eps)].id
+		limit := claimAhead * d.cfg.PerEndpoint
+		if d.inflight[ep] > limit/2 {
+			// Enough claimed to keep its requests busy: claim again when
+			// it falls below half, in one larger batch.
+			continue
+		}
+		room := min(limit-d.inflight[ep], free-len(candidates))
+		if room <= 0 {
+			continue
+		}
+		fresh, err := d.dueDeliveries(ctx, ep, laneFresh, now, room)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		retry, err := d.dueDeliveries(ctx, ep, laneRetry, now, room)
 		if err != nil {
 			return nil, time.Time{}, err
 		}
 		for k := 0; room > 0 && (k < len(fresh) || k < len(retry)); k++ {
 			if k < len(fresh) {
-				candidates, room = append(candidates, job{fresh[k], ep}), room-1
+				candidates, room = append(candidates, fresh[k]), room-1
 			}
 			if k < len(retry) && room > 0 {
-				candidates, room = append(candidates, job{retry[k], ep}), room-1
+				candidates, room = append(candidates, retry[k]), room-1
 			}
 		}
 		if room > 0 {
 			roomy[ep] = true
 		}
 	}
-	var jobs []job
+	var jobs []*job
 	if len(candidates) > 0 {
+		var claimed []string
 		err := d.o.inTx(ctx, func(tx *sql.Tx) error {
-			jobs = jobs[:0]
-			for _, j := range candidates {
-				res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = 'delivering', updated_at = ?
-					WHERE id = ? AND status = 'pending' AND next_attempt_at <= ? AND EXISTS (SELECT 1 FROM endpoints ep
-					WHERE ep.id = deliveries.endpoint_id AND ep.enabled = 1 AND ep.deleted_at IS NULL)`+inOrder,
-					now.UnixMilli(), j.id, now.UnixMilli())
-				if err != nil {
-					return err
-				}
-				if n, _ := res.RowsAffected(); n == 1 {
-					jobs = append(jobs, j)
-				}
-			}
-			return nil
+			var err error
+			claimed, err = scanStrings(d.o.txQuery(ctx, tx, sqlClaim, now.UnixMilli(), jsonList(candidates), now.UnixMilli()))
+			return err
 		})
 		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if jobs, err = d.loadJobs(ctx, claimed, eps, version, now); err != nil {
+			// Claimed but not loaded: put back for the next round.
+			for _, id := range claimed {
+				d.records <- recItem{j: &job{id: id}, release: true, next: now.Add(d.cfg.PollInterval)}
+			}
 			return nil, time.Time{}, err
 		}
 	}
 	// When does the next delivery fall due on an endpoint with room?
 	var next time.Time
 	for ep := range roomy {
-		t, err := nextDue(ctx, d.o.r, ep)
+		t, err := d.nextDue(ctx, ep)
 		if err != nil {
 			return jobs, time.Time{}, err
 		}
@@ -342,6 +464,66 @@ func (d *Dispatcher) claim(ctx context.Context) ([]job, time.Time, error) {
 		}
 	}
 	return jobs, next, nil
+}
+
+// jsonList encodes ids as a JSON array, for json_each: one statement
+// takes any number of them.
+func jsonList(ids []string) string {
+	b, _ := json.Marshal(ids)
+	return string(b)
+}
+
+// loadJobs reads what the attempts of the claimed deliveries need, in the
+// order of ids: the event and the delivery's counters, the endpoint's URL
+// (from eps) and its signing secrets.
+func (d *Dispatcher) loadJobs(ctx context.Context, ids []string, eps []enabledEndpoint, version int64, now time.Time) ([]*job, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := d.o.readQuery(ctx, sqlLoadJobs, jsonList(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	byID := make(map[string]*job, len(ids))
+	for rows.Next() {
+		j := &job{}
+		var committed int64
+		if err := rows.Scan(&j.id, &j.endpointID, &j.eventID, &j.payload, &j.tries, &j.attempts, &committed); err != nil {
+			return nil, err
+		}
+		j.committed = time.UnixMilli(committed)
+		byID[j.id] = j
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	targets := map[string]*endpointTarget{}
+	for _, ep := range eps {
+		targets[ep.id] = &endpointTarget{url: ep.url, version: version}
+	}
+	jobs := make([]*job, 0, len(ids))
+	for _, id := range ids {
+		j := byID[id]
+		if j == nil {
+			return nil, fmt.Errorf("claimed delivery %s vanished", id)
+		}
+		t := targets[j.endpointID]
+		if t == nil {
+			return nil, fmt.Errorf("claimed delivery %s of an endpoint not read", id)
+		}
+		if t.secrets == nil {
+			if t.secrets, err = scanStrings(d.o.readQuery(ctx, sqlSecrets, j.endpointID, now.UnixMilli())); err != nil {
+				return nil, err
+			}
+			if t.secrets == nil {
+				t.secrets = []string{}
+			}
+		}
+		j.ep = t
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
 }
 
 // inOrder keeps one endpoint's deliveries about one file in event order: a
@@ -354,19 +536,70 @@ const inOrder = ` AND NOT EXISTS (SELECT 1 FROM events e JOIN events e2 ON e2.fi
 	JOIN deliveries d2 ON d2.event_id = e2.id AND d2.endpoint_id = deliveries.endpoint_id
 	WHERE e.id = deliveries.event_id AND d2.status IN ('pending', 'delivering'))`
 
+// The statements of the hot paths, prepared once (see prepare).
+const (
+	sqlClaim = `UPDATE deliveries SET status = 'delivering', updated_at = ?
+		WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending' AND next_attempt_at <= ?
+		AND EXISTS (SELECT 1 FROM endpoints ep
+		WHERE ep.id = deliveries.endpoint_id AND ep.enabled = 1 AND ep.deleted_at IS NULL)` + inOrder + ` RETURNING id`
+	sqlRelease = `UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?
+		WHERE id = ? AND status = 'delivering'`
+	sqlInsertAttempt = `INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, url,
+		status_code, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlRecordAttempt = `UPDATE deliveries SET status = ?, attempts = attempts + 1, tries = ?,
+		next_attempt_at = ?, last_attempt_at = ?, last_status_code = ?, last_error = ?, updated_at = ?
+		WHERE id = ? AND status = 'delivering'`
+	sqlEndpointHealthy = "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL"
+
+	sqlDue = `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
+		AND next_attempt_at <= ?` + inOrder + ` ORDER BY next_attempt_at LIMIT ?`
+	sqlNextDue = `SELECT next_attempt_at FROM deliveries
+		WHERE endpoint_id = ? AND lane = ? AND status = 'pending'` + inOrder + ` ORDER BY next_attempt_at LIMIT 1`
+	sqlLoadJobs = `SELECT d.id, d.endpoint_id, d.event_id, ev.payload, d.tries, d.attempts, ev.created_at
+		FROM deliveries d JOIN events ev ON ev.id = d.event_id WHERE d.id IN (SELECT value FROM json_each(?))`
+	sqlSecrets = `SELECT secret FROM endpoint_secrets
+		WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC`
+)
+
+// prepare prepares the writer's statements, while no transaction holds
+// the writer (the read pool prepares its own on first use).
+func (d *Dispatcher) prepare(ctx context.Context) error {
+	for _, q := range []string{sqlClaim, sqlRelease, sqlInsertAttempt, sqlRecordAttempt, sqlEndpointHealthy} {
+		if _, err := d.o.stmt(ctx, d.o.w, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // querier is a database pool or transaction.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func enabledEndpoints(ctx context.Context, q querier) ([]string, error) {
-	return scanStrings(q.QueryContext(ctx, "SELECT id FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id"))
+// enabledEndpoint is an endpoint deliveries can be claimed for.
+type enabledEndpoint struct{ id, url string }
+
+func enabledEndpoints(ctx context.Context, q querier) ([]enabledEndpoint, error) {
+	rows, err := q.QueryContext(ctx, "SELECT id, url FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var eps []enabledEndpoint
+	for rows.Next() {
+		var ep enabledEndpoint
+		if err := rows.Scan(&ep.id, &ep.url); err != nil {
+			return nil, err
+		}
+		eps = append(eps, ep)
+	}
+	return eps, rows.Err()
 }
 
-func dueDeliveries(ctx context.Context, q querier, endpointID string, lane int, now time.Time, limit int) ([]string, error) {
-	return scanStrings(q.QueryContext(ctx, `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
-		AND next_attempt_at <= ?`+inOrder+` ORDER BY next_attempt_at LIMIT ?`, endpointID, lane, now.UnixMilli(), limit))
+func (d *Dispatcher) dueDeliveries(ctx context.Context, endpointID string, lane int, now time.Time, limit int) ([]string, error) {
+	return scanStrings(d.o.readQuery(ctx, sqlDue, endpointID, lane, now.UnixMilli(), limit))
 }
 
 // scanStrings reads a one-column result of strings.
@@ -386,44 +619,29 @@ func scanStrings(rows *sql.Rows, err error) ([]string, error) {
 	return out, rows.Err()
 }
 
-// nextDue is the earliest next attempt of an endpoint's pending
-// deliveries, or zero.
-func nextDue(ctx context.Context, q querier, endpointID string) (time.Time, error) {
+// nextDue is the earliest next attempt of an endpoint's pending deliveries
+// that are not waiting for an earlier event of their file, or zero. (The
+// index yields them in due order, so the scan stops at the first one in
+// order.)
+func (d *Dispatcher) nextDue(ctx context.Context, endpointID string) (time.Time, error) {
 	var next time.Time
 	for _, lane := range []int{laneFresh, laneRetry} {
-		var ms sql.NullInt64
-		if err := q.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM deliveries
-			WHERE endpoint_id = ? AND lane = ? AND status = 'pending'`+inOrder, endpointID, lane).Scan(&ms); err != nil {
+		ms, err := scanStrings(d.o.readQuery(ctx, sqlNextDue, endpointID, lane))
+		if err != nil {
 			return time.Time{}, err
 		}
-		if t := msPtr(ms); t != nil && (next.IsZero() || t.Before(next)) {
-			next = *t
+		if len(ms) == 0 {
+			continue
+		}
+		v, err := strconv.ParseInt(ms[0], 10, 64)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if t := time.UnixMilli(v).UTC(); next.IsZero() || t.Before(next) {
+			next = t
 		}
 	}
 	return next, nil
-}
-
-// target is what one attempt needs, read when it starts (so a new URL or a
-// rotated secret applies to the next attempt).
-type target struct {
-	eventID, url    string
-	payload         []byte
-	tries, attempts int
-	enabled         bool
-	deleted         bool
-	committed       time.Time // when the event was written
-}
-
-func (d *Dispatcher) load(ctx context.Context, deliveryID string) (target, error) {
-	var t target
-	var deleted sql.NullInt64
-	var committed int64
-	err := d.o.r.QueryRowContext(ctx, `SELECT d.event_id, ep.url, ev.payload, d.tries, d.attempts, ep.enabled, ep.deleted_at,
-		ev.created_at FROM deliveries d JOIN events ev ON ev.id = d.event_id JOIN endpoints ep ON ep.id = d.endpoint_id
-		WHERE d.id = ?`, deliveryID).Scan(&t.eventID, &t.url, &t.payload, &t.tries, &t.attempts, &t.enabled, &deleted, &committed)
-	t.deleted = deleted.Valid
-	t.committed = time.UnixMilli(committed)
-	return t, err
 }
 
 // result is the outcome of one HTTP attempt.
@@ -439,71 +657,146 @@ type result struct {
 
 func (r result) ok() bool { return r.code >= 200 && r.code < 300 }
 
-// work makes one attempt of a claimed delivery and records it.
-func (d *Dispatcher) work(ctx context.Context, j job) {
+// recItem is what the recorder writes: an attempt's result, or (release)
+// a claimed delivery put back to pending unsent, due at next.
+type recItem struct {
+	j       *job
+	res     result
+	release bool
+	next    time.Time
+}
+
+// work makes one attempt of a claimed job and hands it to the recorder.
+func (d *Dispatcher) work(ctx context.Context, j *job) {
 	defer func() { d.done <- j.endpointID }()
-	// Database writes finish even when ctx ends (shutdown).
-	dbctx := context.WithoutCancel(ctx)
-	log := d.log.With("delivery_id", j.id, "endpoint_id", j.endpointID)
-	t, err := d.load(dbctx, j.id)
-	if err != nil {
-		log.Error("webhooks: load delivery", "err", err)
-		d.release(dbctx, j, d.now().Add(d.cfg.PollInterval))
+	if d.o.endpointVersion.Load() != j.ep.version {
+		// The endpoint changed since the claim: claim it again afresh.
+		d.records <- recItem{j: j, release: true, next: d.now()}
 		return
 	}
-	if t.deleted || !t.enabled {
-		// Deleted: already cancelled. Disabled: waits for re-enabling.
-		d.release(dbctx, j, d.now())
-		return
-	}
-	secrets, err := activeSecrets(dbctx, d.o.r, j.endpointID, d.now())
-	if err != nil {
-		log.Error("webhooks: load secrets", "err", err)
-		d.release(dbctx, j, d.now().Add(d.cfg.PollInterval))
-		return
-	}
-	res := d.send(ctx, j, t, secrets)
+	res := d.send(ctx, j)
 	if ctx.Err() != nil && !res.ok() {
 		// Shut down mid-request: not an attempt; sent again after restart.
-		d.release(dbctx, j, d.now())
+		d.records <- recItem{j: j, release: true, next: d.now()}
 		return
 	}
 	metricAttempts.WithLabelValues(j.endpointID, res.outcome).Inc()
 	metricAttemptDuration.Observe(res.duration.Seconds())
-	if res.ok() && t.attempts == 0 {
+	if res.ok() && j.attempts == 0 {
 		// First delivery of the event to this endpoint: the end-to-end
 		// latency a consumer sees (retries and replays would skew it).
-		metricDeliveryLatency.Observe(res.at.Add(res.duration).Sub(t.committed).Seconds())
+		metricDeliveryLatency.Observe(res.at.Add(res.duration).Sub(j.committed).Seconds())
 	}
-	if err := d.record(dbctx, j, t, res, log); err != nil {
-		log.Error("webhooks: record attempt", "err", err)
+	d.records <- recItem{j: j, res: res}
+}
+
+// recordLoop writes what the requests hand it until d.records is closed,
+// in group commits: each transaction takes every item that arrived while
+// the previous one committed (up to recordBatch).
+func (d *Dispatcher) recordLoop() {
+	for it := range d.records {
+		batch := []recItem{it}
+	more:
+		for len(batch) < recordBatch {
+			select {
+			case it, ok := <-d.records:
+				if !ok {
+					break more
+				}
+				batch = append(batch, it)
+			default:
+				break more
+			}
+		}
+		d.recordBatch(batch)
+		select {
+		case d.recorded <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// release puts a claimed delivery back to pending without an attempt.
-func (d *Dispatcher) release(ctx context.Context, j job, next time.Time) {
-	_, err := d.o.w.ExecContext(ctx, `UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?
-		WHERE id = ? AND status = 'delivering'`, next.UnixMilli(), d.now().UnixMilli(), j.id)
-	if err != nil {
-		d.log.Error("webhooks: release delivery", "delivery_id", j.id, "err", err)
+// recordBatch writes a batch in one transaction; if that fails, each item
+// on its own, so one bad item costs no other its record.
+func (d *Dispatcher) recordBatch(batch []recItem) {
+	// Database writes finish even when the dispatcher is stopping.
+	ctx := context.Background()
+	outcomes := make([]recOutcome, len(batch))
+	err := d.o.inTx(ctx, func(tx *sql.Tx) error {
+		for i, it := range batch {
+			var err error
+			if outcomes[i], err = d.recordTx(ctx, tx, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil && len(batch) > 1 {
+		for i, it := range batch {
+			err := d.o.inTx(ctx, func(tx *sql.Tx) error {
+				var err error
+				outcomes[i], err = d.recordTx(ctx, tx, it)
+				return err
+			})
+			if err != nil {
+				d.log.Error("webhooks: record attempt", "delivery_id", it.j.id, "err", err)
+				outcomes[i] = recOutcome{}
+			}
+		}
+	} else if err != nil {
+		d.log.Error("webhooks: record attempt", "delivery_id", batch[0].j.id, "err", err)
+		return
+	}
+	for i, it := range batch {
+		if !it.release {
+			d.logOutcome(it, outcomes[i])
+		}
+		if outcomes[i].disabled != "" {
+			d.o.endpointChanged()
+		}
+	}
+}
+
+// recOutcome is what recording an attempt did, for logs and metrics.
+type recOutcome struct {
+	status   string // the delivery's new status ("" if cancelled meanwhile)
+	next     time.Time
+	disabled string // why the endpoint was disabled, if it was
+}
+
+func (d *Dispatcher) logOutcome(it recItem, out recOutcome) {
+	log := d.log.With("delivery_id", it.j.id, "endpoint_id", it.j.endpointID)
+	r := it.res
+	switch {
+	case out.status == StatusFailed:
+		metricDeliveriesFailed.Inc()
+		log.Warn("webhooks: delivery failed after its last attempt", "event_id", it.j.eventID, "attempts", it.j.attempts+1,
+			"status_code", r.code, "error", r.err)
+	case out.status != "" && !r.ok():
+		log.Info("webhooks: attempt failed", "event_id", it.j.eventID, "status_code", r.code, "error", r.err,
+			"next_attempt_at", out.next)
+	}
+	if out.disabled != "" {
+		log.Warn("webhooks: endpoint disabled", "reason", out.disabled)
 	}
 }
 
 // send makes the HTTP request of one attempt.
-func (d *Dispatcher) send(ctx context.Context, j job, t target, secrets []string) result {
+func (d *Dispatcher) send(ctx context.Context, j *job) result {
 	res := result{at: d.now(), outcome: "network_error"}
+	secrets := j.ep.secrets
 	if len(secrets) == 0 {
 		res.err, res.outcome = "the endpoint has no signing secret", "refused"
 		return res
 	}
-	sig, err := SignatureHeader(secrets, t.eventID, res.at.Unix(), t.payload)
+	sig, err := SignatureHeader(secrets, j.eventID, res.at.Unix(), j.payload)
 	if err != nil {
 		res.err, res.outcome = err.Error(), "refused"
 		return res
 	}
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, t.url, bytes.NewReader(t.payload))
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, j.ep.url, bytes.NewReader(j.payload))
 	if err != nil {
 		res.err, res.outcome = "invalid request: "+err.Error(), "refused"
 		return res
@@ -511,7 +804,7 @@ func (d *Dispatcher) send(ctx context.Context, j job, t target, secrets []string
 	h := req.Header
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", d.cfg.UserAgent)
-	h.Set("webhook-id", t.eventID)
+	h.Set("webhook-id", j.eventID)
 	h.Set("webhook-timestamp", strconv.FormatInt(res.at.Unix(), 10))
 	h.Set("webhook-signature", sig)
 	h.Set("X-Webhook-Delivery", j.id)
@@ -587,18 +880,24 @@ func (d *Dispatcher) nextWait(tries int, r result) time.Duration {
 	return w
 }
 
-// record writes an attempt and its consequences: the delivery's new state
-// and the endpoint's health (410 disables it; failing continuously for
-// DisableAfter disables it; a success clears the failure record).
-func (d *Dispatcher) record(ctx context.Context, j job, t target, r result, log *slog.Logger) error {
+// recordTx writes one item inside tx. For an attempt: the attempt row, the
+// delivery's new state and the endpoint's health (410 disables it;
+// failing continuously for DisableAfter disables it; a success clears the
+// failure record). For a release: the delivery back to pending.
+func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem) (recOutcome, error) {
 	now := d.now()
-	tries := t.tries + 1
-	status, next := StatusSucceeded, time.Time{}
+	j, r := it.j, it.res
+	if it.release {
+		_, err := d.o.txExec(ctx, tx, sqlRelease, it.next.UnixMilli(), now.UnixMilli(), j.id)
+		return recOutcome{}, err
+	}
+	tries := j.tries + 1
+	out := recOutcome{status: StatusSucceeded}
 	if !r.ok() {
 		if tries > len(d.cfg.Schedule) {
-			status = StatusFailed
+			out.status = StatusFailed
 		} else {
-			status, next = StatusPending, now.Add(d.nextWait(tries, r))
+			out.status, out.next = StatusPending, now.Add(d.nextWait(tries, r))
 		}
 	}
 	var code any
@@ -610,60 +909,36 @@ func (d *Dispatcher) record(ctx context.Context, j job, t target, r result, log 
 		lastErr = r.err
 	}
 	var nextMs any
-	if !next.IsZero() {
-		nextMs = next.UnixMilli()
+	if !out.next.IsZero() {
+		nextMs = out.next.UnixMilli()
 	}
-	var disabled string
-	err := d.o.inTx(ctx, func(tx *sql.Tx) error {
-		disabled = ""
-		if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, url,
-			status_code, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			j.id, r.at.UnixMilli(), r.duration.Milliseconds(), t.url, code, r.body, r.err); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE deliveries SET status = ?, attempts = attempts + 1, tries = ?,
-			next_attempt_at = ?, last_attempt_at = ?, last_status_code = ?, last_error = ?, updated_at = ?
-			WHERE id = ? AND status = 'delivering'`,
-			status, tries, nextMs, r.at.UnixMilli(), code, lastErr, now.UnixMilli(), j.id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			// Cancelled meanwhile (endpoint deleted): record the attempt's
-			// outcome, but it is never retried.
-			status = ""
-			_, err := tx.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = ?,
-				last_status_code = ?, last_error = ?, updated_at = ?,
-				status = CASE WHEN ? THEN 'succeeded' ELSE status END WHERE id = ? AND status = 'cancelled'`,
-				r.at.UnixMilli(), code, lastErr, now.UnixMilli(), r.ok(), j.id)
-			return err
-		}
-		disabled, err = d.endpointHealth(ctx, tx, j.endpointID, r, now)
-		return err
-	})
+	if _, err := d.o.txExec(ctx, tx, sqlInsertAttempt,
+		j.id, r.at.UnixMilli(), r.duration.Milliseconds(), j.ep.url, code, r.body, r.err); err != nil {
+		return out, err
+	}
+	res, err := d.o.txExec(ctx, tx, sqlRecordAttempt,
+		out.status, tries, nextMs, r.at.UnixMilli(), code, lastErr, now.UnixMilli(), j.id)
 	if err != nil {
-		return err
+		return out, err
 	}
-	switch {
-	case status == StatusFailed:
-		metricDeliveriesFailed.Inc()
-		log.Warn("webhooks: delivery failed after its last attempt", "event_id", t.eventID, "attempts", t.attempts+1,
-			"status_code", r.code, "error", r.err)
-	case !r.ok():
-		log.Info("webhooks: attempt failed", "event_id", t.eventID, "status_code", r.code, "error", r.err,
-			"next_attempt_at", next)
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Cancelled meanwhile (endpoint deleted): record the attempt's
+		// outcome, but it is never retried.
+		_, err := tx.ExecContext(ctx, `UPDATE deliveries SET attempts = attempts + 1, last_attempt_at = ?,
+			last_status_code = ?, last_error = ?, updated_at = ?,
+			status = CASE WHEN ? THEN 'succeeded' ELSE status END WHERE id = ? AND status = 'cancelled'`,
+			r.at.UnixMilli(), code, lastErr, now.UnixMilli(), r.ok(), j.id)
+		return recOutcome{}, err
 	}
-	if disabled != "" {
-		log.Warn("webhooks: endpoint disabled", "reason", disabled)
-	}
-	return nil
+	out.disabled, err = d.endpointHealth(ctx, tx, j.endpointID, r, now)
+	return out, err
 }
 
 // endpointHealth updates an endpoint after an attempt and returns the
 // reason when it disabled it.
 func (d *Dispatcher) endpointHealth(ctx context.Context, tx *sql.Tx, endpointID string, r result, now time.Time) (string, error) {
 	if r.ok() {
-		_, err := tx.ExecContext(ctx, "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL", endpointID)
+		_, err := d.o.txExec(ctx, tx, sqlEndpointHealthy, endpointID)
 		return "", err
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE endpoints SET failing_since = ? WHERE id = ? AND failing_since IS NULL",

@@ -231,6 +231,7 @@ func (o *Outbox) CreateEndpoint(ctx context.Context, p EndpointParams) (Endpoint
 	if err != nil {
 		return Endpoint{}, "", fmt.Errorf("outbox: create endpoint: %w", err)
 	}
+	o.endpointChanged()
 	return ep, secret, nil
 }
 
@@ -361,6 +362,7 @@ func (o *Outbox) UpdateEndpoint(ctx context.Context, id string, p EndpointPatch)
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("outbox: update endpoint: %w", err)
 	}
+	o.endpointChanged()
 	if p.Enabled != nil && *p.Enabled {
 		o.Committed() // waiting deliveries resume
 	}
@@ -404,8 +406,13 @@ func (o *Outbox) DeleteEndpoint(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("outbox: delete endpoint: %w", err)
 	}
+	o.endpointChanged()
 	return nil
 }
+
+// endpointChanged records that an endpoint changed: deliveries the
+// dispatcher claimed before are claimed again before they are sent.
+func (o *Outbox) endpointChanged() { o.endpointVersion.Add(1) }
 
 // RotateSecret gives an endpoint a new signing secret and returns it (it is
 // never shown again). The previous secrets keep signing, next to the new
@@ -445,6 +452,7 @@ func (o *Outbox) RotateSecret(ctx context.Context, id string, grace time.Duratio
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("outbox: rotate secret: %w", err)
 	}
+	o.endpointChanged()
 	return secret, until, nil
 }
 

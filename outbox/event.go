@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +34,11 @@ type Outbox struct {
 	w, r *sql.DB
 	wake chan struct{}
 	now  func() time.Time
+	// endpointVersion counts changes to endpoints (URL, state, secrets),
+	// so the dispatcher can tell a claim read an endpoint that has changed
+	// since.
+	endpointVersion atomic.Int64
+	stmts           stmtCache
 }
 
 // Option configures an Outbox.
@@ -235,4 +242,69 @@ func scanEvent(s scanner) (Event, error) {
 	ev.Payload = payload
 	ev.CreatedAt = time.UnixMilli(created).UTC()
 	return ev, nil
+}
+
+// stmtCache keeps prepared statements by pool and text, so the hot paths
+// of the dispatcher do not parse their SQL again on every call.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[stmtKey]*sql.Stmt
+}
+
+type stmtKey struct {
+	db    *sql.DB
+	query string
+}
+
+// stmt returns db's prepared statement for query, preparing it once.
+func (o *Outbox) stmt(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
+	o.stmts.mu.Lock()
+	defer o.stmts.mu.Unlock()
+	k := stmtKey{db, query}
+	if st := o.stmts.m[k]; st != nil {
+		return st, nil
+	}
+	st, err := db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if o.stmts.m == nil {
+		o.stmts.m = map[stmtKey]*sql.Stmt{}
+	}
+	o.stmts.m[k] = st
+	return st, nil
+}
+
+// cached returns db's prepared statement for query, or nil if it was not
+// prepared yet.
+func (o *Outbox) cached(db *sql.DB, query string) *sql.Stmt {
+	o.stmts.mu.Lock()
+	defer o.stmts.mu.Unlock()
+	return o.stmts.m[stmtKey{db, query}]
+}
+
+// txExec runs query inside tx, as a prepared statement if the writer pool
+// has it (preparing one here could wait for the connection tx holds).
+func (o *Outbox) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	if st := o.cached(o.w, query); st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
+}
+
+// txQuery is txExec for a query with rows.
+func (o *Outbox) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
+	if st := o.cached(o.w, query); st != nil {
+		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return tx.QueryContext(ctx, query, args...)
+}
+
+// readQuery runs a cached query on the read pool.
+func (o *Outbox) readQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := o.stmt(ctx, o.r, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }

@@ -317,18 +317,18 @@ func TestAppendFansOut(t *testing.T) {
 }
 
 // A backlog of due retries does not starve fresh events: each endpoint's
-// room is shared between the lanes; the global limit holds across
-// endpoints.
+// claim room is shared between the lanes; the per-endpoint and global
+// claim limits hold.
 func TestClaimIsFair(t *testing.T) {
 	o, now := mustOutbox(t)
 	ctx := context.Background()
 	ep := mustEndpoint(t, o)
-	var retries []string
-	for range 20 {
-		id := appendEvent(t, o, "file.uploaded")
-		retries = append(retries, id)
+	const perEndpoint = 4
+	room := claimAhead * perEndpoint
+	for range room + 8 {
+		appendEvent(t, o, "file.uploaded")
 	}
-	// Those 20 failed before: they are retries now, all due.
+	// Those failed before: they are retries now, all due, more than fit.
 	if _, err := o.w.Exec("UPDATE deliveries SET lane = 1, tries = 1, attempts = 1"); err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestClaimIsFair(t *testing.T) {
 		ds, _ := o.EventDeliveries(ctx, appendEvent(t, o, "file.uploaded"))
 		fresh[ds[0].ID] = true
 	}
-	d := NewDispatcher(o, DispatcherConfig{Workers: 16, PerEndpoint: 4})
+	d := NewDispatcher(o, DispatcherConfig{Workers: 16, PerEndpoint: perEndpoint})
 	jobs, _, err := d.claim(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -348,16 +348,19 @@ func TestClaimIsFair(t *testing.T) {
 		if fresh[j.id] {
 			nFresh++
 		}
+		if j.ep == nil || j.ep.url == "" || len(j.ep.secrets) != 1 || len(j.payload) == 0 || j.eventID == "" {
+			t.Fatalf("job %s not loaded: %+v", j.id, j)
+		}
 	}
-	if len(jobs) != 4 || nFresh != 2 {
-		t.Fatalf("claimed %d (%d fresh), want 4 with 2 fresh", len(jobs), nFresh)
+	if len(jobs) != room || nFresh != 3 {
+		t.Fatalf("claimed %d (%d fresh), want %d with all 3 fresh", len(jobs), nFresh, room)
 	}
 	var delivering int
 	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
-	if delivering != 4 {
-		t.Errorf("%d deliveries marked delivering, want 4", delivering)
+	if delivering != room {
+		t.Errorf("%d deliveries marked delivering, want %d", delivering, room)
 	}
-	// The endpoint is full (its 4 are in flight): nothing more is claimed.
+	// The endpoint is full: nothing more is claimed.
 	for _, j := range jobs {
 		d.total++
 		d.inflight[j.endpointID]++
@@ -368,11 +371,12 @@ func TestClaimIsFair(t *testing.T) {
 	// The global limit holds across endpoints.
 	ep2 := mustEndpoint(t, o)
 	appendEvent(t, o, "file.uploaded") // due for both endpoints
-	d2 := NewDispatcher(o, DispatcherConfig{Workers: 5, PerEndpoint: 4})
-	d2.total = 4
-	d2.inflight[ep.ID] = 4
+	appendEvent(t, o, "file.uploaded")
+	d2 := NewDispatcher(o, DispatcherConfig{Workers: 5, PerEndpoint: perEndpoint})
+	d2.total = claimAhead*5 - 1
+	d2.inflight[ep.ID] = room
 	if more, _, _ := d2.claim(ctx); len(more) != 1 || more[0].endpointID != ep2.ID {
-		t.Errorf("claimed %+v, want the one delivery to %s", more, ep2.ID)
+		t.Errorf("claimed %+v, want one delivery to %s", more, ep2.ID)
 	}
 }
 
@@ -469,5 +473,100 @@ func TestRotateSecret(t *testing.T) {
 	o.r.QueryRow("SELECT COUNT(*) FROM endpoint_secrets").Scan(&n)
 	if n != 0 {
 		t.Errorf("%d secrets left after delete", n)
+	}
+}
+
+// A delivery claimed before its endpoint changed is not sent with what the
+// claim read: it goes back to pending and is sent with the new URL.
+func TestClaimedJobSeesEndpointChange(t *testing.T) {
+	o, _ := mustOutbox(t)
+	ctx := context.Background()
+	got := make(chan string, 10)
+	hook := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got <- name + " " + r.Header.Get("X-Webhook-Delivery")
+		}))
+		t.Cleanup(s.Close)
+		return s
+	}
+	oldSrv, newSrv := hook("old"), hook("new")
+	ep, _, err := o.CreateEndpoint(ctx, EndpointParams{URL: oldSrv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEvent(t, o, "file.uploaded")
+	d := NewDispatcher(o, DispatcherConfig{Policy: NetPolicy{AllowPrivate: true}})
+	jobs, _, err := d.claim(ctx)
+	if err != nil || len(jobs) != 1 || jobs[0].ep.url != oldSrv.URL {
+		t.Fatalf("claim = %+v, %v", jobs, err)
+	}
+	u := newSrv.URL
+	if _, err := o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{URL: &u}); err != nil {
+		t.Fatal(err)
+	}
+	d.work(ctx, jobs[0])
+	it := <-d.records
+	<-d.done
+	if !it.release {
+		t.Fatalf("the claimed job was sent after its endpoint changed: %+v", it)
+	}
+	d.recordBatch([]recItem{it})
+	if ds, _ := o.EventDeliveries(ctx, jobs[0].eventID); len(ds) != 1 || ds[0].Status != StatusPending || ds[0].AttemptCount != 0 {
+		t.Fatalf("after release: %+v", ds)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	finished := make(chan struct{})
+	go func() { d.Run(runCtx); close(finished) }()
+	defer func() { stop(); <-finished }()
+	select {
+	case g := <-got:
+		if g != "new "+jobs[0].id {
+			t.Fatalf("received %q, want the delivery at the new URL", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery never reached the new URL")
+	}
+}
+
+// Attempts finished together are recorded in one transaction, each with
+// its own outcome; the delivery counts and attempt rows match.
+func TestRecordBatch(t *testing.T) {
+	o, _ := mustOutbox(t)
+	ctx := context.Background()
+	mustEndpoint(t, o)
+	for range 5 {
+		appendEvent(t, o, "file.uploaded")
+	}
+	d := NewDispatcher(o, DispatcherConfig{})
+	jobs, _, err := d.claim(ctx)
+	if err != nil || len(jobs) != 5 {
+		t.Fatalf("claim = %d jobs, %v", len(jobs), err)
+	}
+	at := d.now()
+	batch := []recItem{
+		{j: jobs[0], res: result{at: at, code: 204}},
+		{j: jobs[1], res: result{at: at, code: 500, err: "HTTP 500"}},
+		{j: jobs[2], res: result{at: at, err: "connection refused"}},
+		{j: jobs[3], release: true, next: at},
+		{j: jobs[4], res: result{at: at, code: 200}},
+	}
+	d.recordBatch(batch)
+	want := []struct {
+		status   string
+		attempts int
+	}{{StatusSucceeded, 1}, {StatusPending, 1}, {StatusPending, 1}, {StatusPending, 0}, {StatusSucceeded, 1}}
+	for i, j := range jobs {
+		dl, err := o.GetDelivery(ctx, j.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows int
+		if err := o.r.QueryRow("SELECT COUNT(*) FROM delivery_attempts WHERE delivery_id = ?", j.id).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		if dl.Status != want[i].status || dl.AttemptCount != want[i].attempts || rows != want[i].attempts {
+			t.Errorf("delivery %d: %s with %d attempts (%d rows), want %s with %d", i, dl.Status, dl.AttemptCount,
+				rows, want[i].status, want[i].attempts)
+		}
 	}
 }

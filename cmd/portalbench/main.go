@@ -77,6 +77,7 @@ type options struct {
 	bin        string
 	cpuprofile string
 	only       string
+	backlog    int
 	log        io.Writer
 }
 
@@ -93,6 +94,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "build/bench/results.json", "where to write the JSON results")
 	fs.StringVar(&o.bin, "bin", "build/portal", "portal binary for the memory scenario (5)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (client and in-process portal)")
+	fs.IntVar(&o.backlog, "backlog", 0, "events in the delivery backlog of scenario 4 (default 100000; -short 300)")
 	fs.StringVar(&o.only, "case", "", "run only the upload cases (scenario 1) whose name contains this")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -162,6 +164,9 @@ func benchmark(ctx context.Context, o options) (*Report, error) {
 	b := &bench{o: o, sz: fullSizes}
 	if o.short {
 		b.sz = shortSizes
+	}
+	if o.backlog > 0 {
+		b.sz.Backlog = o.backlog
 	}
 	b.rep = &Report{Started: time.Now().UTC(), Command: "portalbench " + strings.Join(os.Args[1:], " "),
 		Short: o.short, Machine: machine()}
