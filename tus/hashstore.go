@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,8 @@ type HashStore struct {
 	writers   atomic.Int64
 	blocks    blockPools
 	syncSlots chan struct{}
+	syncMu    sync.Mutex
+	syncing   map[string]chan struct{} // data file -> its running flush
 }
 
 // FinishTiming describes the finish of an upload completed by a PATCH: when
@@ -454,6 +457,7 @@ func (u *hashUpload) finish(ctx context.Context) (string, error) {
 		return "", err
 	}
 	start := time.Now()
+	u.store.waitSync(u.dataPath(info))
 	if err := syncFile(u.dataPath(info)); err != nil {
 		return "", err
 	}

@@ -181,18 +181,36 @@ func (s *HashStore) writeHashed(path string, offset int64, src io.Reader, h hash
 	return res, cerr
 }
 
-// backgroundSync starts flushing the file at path to stable storage, unless
-// maxBackgroundSyncs flushes are running already (a later one catches up).
-// The fsync at finish still makes the upload durable; these only move most
-// of its work to while the bytes are arriving.
+// backgroundSync starts flushing the file at path to stable storage,
+// unless one is running for it already or maxBackgroundSyncs are running
+// in all (a later one catches up). The fsync at finish still makes the
+// upload durable; these only move most of its work to while the bytes are
+// arriving. Finish waits for the file's running flush first (waitSync),
+// so no stray flush competes with the database commit that follows.
 func (s *HashStore) backgroundSync(path string) {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.syncing[path] != nil {
+		return
+	}
 	select {
 	case s.syncSlots <- struct{}{}:
 	default:
 		return
 	}
+	done := make(chan struct{})
+	if s.syncing == nil {
+		s.syncing = map[string]chan struct{}{}
+	}
+	s.syncing[path] = done
 	go func() {
-		defer func() { <-s.syncSlots }()
+		defer func() {
+			s.syncMu.Lock()
+			delete(s.syncing, path)
+			s.syncMu.Unlock()
+			close(done)
+			<-s.syncSlots
+		}()
 		f, err := os.Open(path)
 		if err != nil {
 			return
@@ -200,4 +218,15 @@ func (s *HashStore) backgroundSync(path string) {
 		f.Sync()
 		f.Close()
 	}()
+}
+
+// waitSync waits for the background flush of the file at path, if one is
+// running.
+func (s *HashStore) waitSync(path string) {
+	s.syncMu.Lock()
+	done := s.syncing[path]
+	s.syncMu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
