@@ -147,7 +147,9 @@ func (s *HashStore) writeHashed(path string, offset int64, src io.Reader, h hash
 				b = <-free
 			}
 		}
-		n, err := io.ReadFull(src, b.buf)
+		// One Read per block, not ReadFull: bytes that arrived are written
+		// now, never held back waiting for a slow client to fill a block.
+		n, err := src.Read(b.buf)
 		b.n = n
 		if n > 0 {
 			b.refs.Store(2)
@@ -156,7 +158,7 @@ func (s *HashStore) writeHashed(path string, offset int64, src io.Reader, h hash
 		} else {
 			free <- b
 		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
+		if err == io.EOF {
 			break
 		}
 		if err != nil {

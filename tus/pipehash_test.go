@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 )
@@ -158,5 +159,48 @@ func TestBlockBudget(t *testing.T) {
 			t.Fatalf("%d writes of %d blocks of 1<<%d exceed the budget", active, pipeBlocks, s)
 		}
 		prev = s
+	}
+}
+
+// A client that stalls mid-body does not leave received bytes waiting in a
+// half-filled block: what arrived is in the file while the read waits.
+func TestPipelineWritesWhatArrivedBeforeAStall(t *testing.T) {
+	dir := t.TempDir()
+	s := NewHashStore(dir)
+	data := random(t, 1<<20)
+	up := newUpload(t, s, int64(len(data)))
+	info, _ := up.GetInfo(context.Background())
+	const sent = 300_000 // not a multiple of any block size
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := write(t, s, info.ID, 0, pr)
+		done <- err
+	}()
+	if _, err := pw.Write(data[:sent]); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, info.ID)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var size int64
+		if st, err := os.Stat(path); err == nil {
+			size = st.Size()
+		}
+		if size == sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the file holds %d bytes while the client stalls, want %d", size, sent)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pw.Write(data[sent:])
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := finishSum(t, s, up); got != sum(data) {
+		t.Fatalf("sha256 = %s, want %s", got, sum(data))
 	}
 }
