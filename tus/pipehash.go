@@ -33,7 +33,7 @@ const (
 	maxBlockShift = 17
 	blockBudget   = 32 << 20
 	// syncEvery is how often, in bytes of file, a background flush starts.
-	syncEvery = 32 << 20
+	syncEvery = 8 << 20
 	// maxBackgroundSyncs bounds the flushes in flight per store.
 	maxBackgroundSyncs = 4
 )
