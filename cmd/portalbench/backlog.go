@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -32,19 +33,25 @@ func writeBacklog(ctx context.Context, dataDir string, n int, recv *receiver, pa
 		}
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	const batch = 1000
+	return inBatches(ctx, db.W, n, 1000, func(tx *sql.Tx, i int) error {
+		id := uuid.Must(uuid.NewV7()).String()
+		payload, _ := json.Marshal(backlogPayload(id, i, now))
+		return o.Append(ctx, tx, outbox.Event{ID: id, Type: "file.uploaded", Payload: payload, CreatedAt: now})
+	})
+}
+
+// inBatches calls add for row 0..n-1, batch rows per write transaction.
+func inBatches(ctx context.Context, w *sql.DB, n, batch int, add func(tx *sql.Tx, i int) error) error {
 	for done := 0; done < n; {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		tx, err := db.W.BeginTx(ctx, nil)
+		tx, err := w.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		for i := 0; i < batch && done < n; i++ {
-			id := uuid.Must(uuid.NewV7()).String()
-			payload, _ := json.Marshal(backlogPayload(id, done, now))
-			if err := o.Append(ctx, tx, outbox.Event{ID: id, Type: "file.uploaded", Payload: payload, CreatedAt: now}); err != nil {
+			if err := add(tx, done); err != nil {
 				tx.Rollback()
 				return err
 			}

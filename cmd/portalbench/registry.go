@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -31,38 +32,18 @@ func fillFiles(ctx context.Context, dataDir string, n, due int) error {
 		}
 		return now.Add(365 * 24 * time.Hour).UnixMilli()
 	}
-	const batch = 20_000
-	for done := 0; done < n; {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	const insert = `INSERT INTO files (id, upload_id, filename, content_type, size_bytes, sha256,
+		storage_backend, storage_bucket, storage_key, metadata, status, stored_at, expires_at)
+		VALUES (?, ?, ?, 'application/octet-stream', ?, ?, 'local', 'uploads', ?, '{}', 'stored', ?, ?)`
+	return inBatches(ctx, db.W, n, 20_000, func(tx *sql.Tx, i int) error {
+		id := uuid.Must(uuid.NewV7()).String()
+		up := fmt.Sprintf("%032x", i)
+		if _, err := tx.ExecContext(ctx, insert, id, up, fmt.Sprintf("file-%d.bin", i), int64(i%100_000)+1,
+			fmt.Sprintf("%064x", i), up, stored, expiresAt(i)); err != nil {
+			return fmt.Errorf("insert file row %d: %w", i, err)
 		}
-		tx, err := db.W.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO files (id, upload_id, filename, content_type, size_bytes, sha256,
-			storage_backend, storage_bucket, storage_key, metadata, status, stored_at, expires_at)
-			VALUES (?, ?, ?, 'application/octet-stream', ?, ?, 'local', 'uploads', ?, '{}', 'stored', ?, ?)`)
-		if err != nil {
-			tx.Rollback()
-			return err
-		}
-		for i := 0; i < batch && done < n; i++ {
-			id := uuid.Must(uuid.NewV7()).String()
-			up := fmt.Sprintf("%032x", done)
-			if _, err := st.ExecContext(ctx, id, up, fmt.Sprintf("file-%d.bin", done), int64(done%100_000)+1,
-				fmt.Sprintf("%064x", done), up, stored, expiresAt(done)); err != nil {
-				tx.Rollback()
-				return fmt.Errorf("insert file row %d: %w", done, err)
-			}
-			done++
-		}
-		st.Close()
-		if err := tx.Commit(); err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // registry is scenario 6: a registry of many file rows, the first page of
