@@ -1,11 +1,13 @@
 package app
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,11 +79,22 @@ var tusdLegacyName = regexp.MustCompile(`^tusd_[a-z_]+ counter metrics should ha
 func TestDeliveryMetrics(t *testing.T) {
 	a := MustOpen(t, whConfig())
 	rc, ep := whReceiverEndpoint(t, a)
+	// The latency histogram is process-wide (other tests deliver too, and
+	// -count runs the test again): it must grow by exactly this delivery.
+	latencyCount := func(text string) int {
+		m := regexp.MustCompile(`(?m)^portal_webhook_delivery_latency_seconds_count (\d+)$`).FindStringSubmatch(text)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	before := latencyCount(scrape(t, a))
 	whUpload(t, a)
 	rc.next(5 * time.Second)
 	wants := []string{
 		`portal_webhook_attempts_total{endpoint="` + ep.ID + `",outcome="success"} 1`,
-		"portal_webhook_delivery_latency_seconds_count 1",
+		fmt.Sprintf("portal_webhook_delivery_latency_seconds_count %d\n", before+1),
 		"portal_outbox_oldest_undelivered_age_seconds 0",
 		`portal_webhook_deliveries{status="delivering"} 0`,
 		`portal_webhook_endpoints{state="enabled"} 1`,
