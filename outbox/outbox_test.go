@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -568,5 +569,63 @@ func TestRecordBatch(t *testing.T) {
 			t.Errorf("delivery %d: %s with %d attempts (%d rows), want %s with %d", i, dl.Status, dl.AttemptCount,
 				rows, want[i].status, want[i].attempts)
 		}
+	}
+}
+
+// A clean stop puts back the claimed deliveries that were queued behind the
+// per-endpoint limit, unsent: none is left "delivering", none got an
+// attempt, and the ones sent are recorded.
+func TestStopReleasesQueuedDeliveries(t *testing.T) {
+	o, _ := mustOutbox(t)
+	ctx := context.Background()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	received := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		received++
+		mu.Unlock()
+		<-release // hold the request slot until the test lets go
+	}))
+	t.Cleanup(srv.Close)
+	if _, _, err := o.CreateEndpoint(ctx, EndpointParams{URL: srv.URL}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for range n {
+		appendEvent(t, o, "file.uploaded")
+	}
+	d := NewDispatcher(o, DispatcherConfig{PerEndpoint: 1, Policy: NetPolicy{AllowPrivate: true}})
+	runCtx, stop := context.WithCancel(ctx)
+	finished := make(chan struct{})
+	go func() { d.Run(runCtx); close(finished) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		r := received
+		mu.Unlock()
+		if r == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never arrived")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var delivering int
+	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
+	if delivering != n {
+		t.Fatalf("%d deliveries claimed, want all %d (one sending, the rest queued)", delivering, n)
+	}
+	stop()
+	close(release)
+	<-finished
+	var pending, attempts int
+	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
+	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND attempts = 0").Scan(&pending)
+	o.r.QueryRow("SELECT COUNT(*) FROM delivery_attempts").Scan(&attempts)
+	if delivering != 0 || pending+attempts != n || pending < n-1 {
+		t.Fatalf("after stop: %d delivering, %d pending unsent, %d attempts; want 0, and the other %d pending",
+			delivering, pending, attempts, n-attempts)
 	}
 }
