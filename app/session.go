@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/doorito/portal/webui"
 )
 
 // Web sessions: the UI logs in with a username and password and gets a
@@ -149,7 +151,7 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]any{"user": u, "expires_at": exp})
 		return nil
 	}
-	http.Redirect(w, r, "./", http.StatusSeeOther)
+	http.Redirect(w, r, webui.SafeNext(r.PostForm.Get("next")), http.StatusSeeOther)
 	return nil
 }
 

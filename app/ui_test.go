@@ -133,8 +133,12 @@ func TestUIRedirectsAndRoles(t *testing.T) {
 	anon := newUISession(t, a)
 	for _, path := range []string{"/", "/ui/", "/ui/files", "/ui/upload", "/ui/dashboard", "/ui/endpoints"} {
 		p := anon.get(path)
-		if p.status != http.StatusSeeOther || p.header.Get("Location") != "/login" {
-			t.Errorf("anonymous GET %s: %d to %q, want 303 to /login", path, p.status, p.header.Get("Location"))
+		want := "/login?next=" + url.QueryEscape(path) // back to the page after signing in
+		if path == "/" || path == "/ui/" {
+			want = "/login"
+		}
+		if p.status != http.StatusSeeOther || p.header.Get("Location") != want {
+			t.Errorf("anonymous GET %s: %d to %q, want 303 to %s", path, p.status, p.header.Get("Location"), want)
 		}
 	}
 	if p := anon.post("/ui/files/01a207ca-0673-7e8a-93d4-b765bcb0528a/delete", url.Values{}); p.status != http.StatusUnauthorized {
@@ -167,6 +171,50 @@ func TestUIRedirectsAndRoles(t *testing.T) {
 	if p := ada.get("/ui/no-such-page"); p.status != http.StatusNotFound || !strings.Contains(p.body, "There is no page") {
 		t.Errorf("unknown page: %d", p.status)
 	}
+}
+
+// Signing in from a page's redirect returns to that page; a "next" that
+// leads off the site is ignored.
+func TestUILoginReturnsToPage(t *testing.T) {
+	a := MustOpen(t, Config{})
+	mustUser(t, a, "uma", RoleUploader)
+	anon := newUISession(t, a)
+	loc := anon.get("/ui/files?page=2").header.Get("Location")
+	if loc != "/login?next=%2Fui%2Ffiles%3Fpage%3D2" {
+		t.Fatalf("redirect to %q", loc)
+	}
+	mustContain(t, anon.mustGet(loc), `<input type="hidden" name="next" value="/ui/files?page=2">`)
+	for next, want := range map[string]string{
+		"/ui/files?page=2":     "/ui/files?page=2",
+		"":                     "/",
+		"//evil.example/x":     "/",
+		"https://evil.example": "/",
+		"/\\evil.example":      "/",
+		"ui/files":             "/",
+	} {
+		form := url.Values{"username": {"uma"}, "password": {userPassword("uma")}, "next": {next}}
+		req, _ := http.NewRequest(http.MethodPost, a.URL()+"/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			t.Errorf("login with next %q: %s to %q, want 303 to %q", next, resp.Status, resp.Header.Get("Location"), want)
+		}
+	}
+	// A failed sign-in keeps the way back.
+	form := url.Values{"username": {"uma"}, "password": {"wrong"}, "next": {"/ui/tokens"}}
+	req, _ := http.NewRequest(http.MethodPost, a.URL()+"/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	mustContain(t, string(body), `name="next" value="/ui/tokens"`)
 }
 
 // Pages carry a strict CSP and load only the binary's own assets, under

@@ -10,10 +10,11 @@ import (
 
 func (u *UI) funcs() template.FuncMap {
 	return template.FuncMap{
-		"asset": u.assets.url,
-		"bytes": formatBytes,
-		"dur":   humanDuration,
-		"ts":    formatTime,
+		"loginURL": LoginURL,
+		"asset":    u.assets.url,
+		"bytes":    formatBytes,
+		"dur":      humanDuration,
+		"ts":       formatTime,
 		"tsp": func(t *time.Time) string {
 			if t == nil {
 				return "—"

@@ -160,7 +160,7 @@ func (u *UI) signedIn(h handler) http.HandlerFunc {
 		user := u.be.CurrentUser(r)
 		if user == nil {
 			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/login", http.StatusSeeOther)
+				http.Redirect(w, r, LoginURL(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
 			u.renderError(w, r, http.StatusUnauthorized, "Your session has ended. Sign in again.")
@@ -212,6 +212,8 @@ type view struct {
 	Status  int
 	// Path is the request's path and query, for the sign-in link.
 	Path string
+	// Next is where the sign-in form sends the user afterwards.
+	Next string
 	Data any
 }
 
@@ -333,5 +335,32 @@ func (u *UI) parsePages() (map[string]*template.Template, error) {
 // RenderLogin writes the sign-in page with status and, when msg is not
 // empty, an error. The form posts username and password to /login.
 func (u *UI) RenderLogin(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	u.render(w, r, status, "login", view{Title: "Sign in", Error: msg})
+	next := SafeNext(r.FormValue("next"))
+	if next == "/" {
+		next = ""
+	}
+	u.render(w, r, status, "login", view{Title: "Sign in", Error: msg, Next: next})
+}
+
+// LoginURL is the sign-in page that returns to path (a local path and
+// query) afterwards.
+func LoginURL(path string) string {
+	if SafeNext(path) == "/" {
+		return "/login"
+	}
+	return "/login?next=" + url.QueryEscape(path)
+}
+
+// SafeNext returns next if it is a path on this site ("/ui/files?x=1"),
+// else "/": a sign-in never sends anyone to another site.
+func SafeNext(next string) string {
+	if len(next) > 2000 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
+		strings.ContainsAny(next, "\\\r\n") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return "/"
+	}
+	return next
 }
