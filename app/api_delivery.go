@@ -51,7 +51,8 @@ func (a *App) apiListEndpointDeliveries(w http.ResponseWriter, r *http.Request) 
 }
 
 // apiListDeliveries serves GET
-// /api/v1/deliveries?endpoint_id=&status=&limit=&cursor=, newest first.
+// /api/v1/deliveries?endpoint_id=&status=&event_type=&limit=&cursor=,
+// newest first.
 func (a *App) apiListDeliveries(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("endpoint_id")
 	if _, err := uuid.Parse(id); id != "" && err != nil {
@@ -70,8 +71,12 @@ func (a *App) listDeliveries(w http.ResponseWriter, r *http.Request, endpointID 
 	if err != nil {
 		return webhookError(err, "delivery")
 	}
+	eventType := q.Get("event_type")
+	if len(eventType) > 100 {
+		return errBadRequest("event_type is too long")
+	}
 	page, err := a.outbox.ListDeliveries(r.Context(), outbox.DeliveryFilter{EndpointID: endpointID, Status: status,
-		Cursor: q.Get("cursor"), Limit: limit})
+		EventType: eventType, Cursor: q.Get("cursor"), Limit: limit})
 	if err != nil {
 		return webhookError(err, "delivery")
 	}

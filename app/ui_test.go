@@ -696,7 +696,7 @@ func TestUIDashboard(t *testing.T) {
 // once.
 func TestUIDeliveriesPagination(t *testing.T) {
 	a := MustOpen(t, whConfig())
-	rc1, _ := whReceiverEndpoint(t, a)
+	rc1, ep1 := whReceiverEndpoint(t, a)
 	rc2, _ := whReceiverEndpoint(t, a)
 	tok := mustAdminToken(t, a)
 	for i := range 3 {
@@ -750,6 +750,20 @@ func TestUIDeliveriesPagination(t *testing.T) {
 	eps, _ := a.outbox.ListEndpoints(t.Context())
 	seen, pages = walk("/ui/events?status=succeeded&limit=2&endpoint="+eps[0].ID, 2)
 	check(seen, pages, 3, 2)
-	seen, pages = walk("/ui/events?status=succeeded&limit=3", 3)
+	// The newest deliveries are test events: a type filter must skip them
+	// in the query, not leave pages empty.
+	testDeliveries := make([]string, 3)
+	for i := range testDeliveries {
+		_, did, err := a.sendTestEvent(t.Context(), ep1.ID, PayloadActor{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testDeliveries[i] = did
+		rc1.next(10 * time.Second)
+	}
+	for _, did := range testDeliveries {
+		uiWaitStatus(t, a, did, "succeeded")
+	}
+	seen, pages = walk("/ui/events?status=succeeded&type=file.uploaded&limit=3", 3)
 	check(seen, pages, 6, 2)
 }

@@ -155,7 +155,7 @@ func (a *App) uiListDeliveries(r *http.Request, q webui.EventQuery) ([]webui.Del
 	more := false
 	for _, id := range endpoints {
 		page, err := a.outbox.ListDeliveries(r.Context(), outbox.DeliveryFilter{EndpointID: id, Status: status,
-			Cursor: q.Cursor, Limit: q.Limit})
+			EventType: q.Type, Cursor: q.Cursor, Limit: q.Limit})
 		if err != nil {
 			return nil, "", uiError(webhookError(err, "delivery"))
 		}
@@ -174,9 +174,6 @@ func (a *App) uiListDeliveries(r *http.Request, q webui.EventQuery) ([]webui.Del
 	}
 	out := make([]webui.Delivery, 0, len(all))
 	for _, d := range all {
-		if q.Type != "" && d.EventType != q.Type {
-			continue
-		}
 		out = append(out, uiDelivery(d))
 	}
 	return out, next, nil

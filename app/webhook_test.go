@@ -832,6 +832,15 @@ func TestWebhookEndpointAPI(t *testing.T) {
 	if len(page.Items) != 0 {
 		t.Fatalf("deliveries before the first: %+v", page)
 	}
+	page = whCall[outbox.DeliveryPage](t, a, "GET", "/api/v1/deliveries?event_type=portal.test", nil, http.StatusOK)
+	if len(page.Items) != 1 || page.Items[0].ID != d.ID {
+		t.Fatalf("deliveries of portal.test events: %+v", page)
+	}
+	page = whCall[outbox.DeliveryPage](t, a, "GET", "/api/v1/deliveries?event_type=file.uploaded", nil, http.StatusOK)
+	if len(page.Items) != 0 {
+		t.Fatalf("deliveries of file.uploaded events (there are none): %+v", page)
+	}
+	whCall[map[string]any](t, a, "GET", "/api/v1/deliveries?event_type="+strings.Repeat("x", 101), nil, http.StatusBadRequest)
 }
 
 // Every delivery row is created in the event's own transaction: when the

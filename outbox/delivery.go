@@ -133,6 +133,7 @@ func (o *Outbox) EventDeliveries(ctx context.Context, eventID string) ([]Deliver
 type DeliveryFilter struct {
 	EndpointID string // empty: every endpoint's
 	Status     string // empty: all
+	EventType  string // empty: all
 	Cursor     string // opaque; from a previous page's NextCursor
 	Limit      int
 }
@@ -154,6 +155,10 @@ func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (Delivery
 	if f.Status != "" {
 		q += " AND d.status = ?"
 		args = append(args, f.Status)
+	}
+	if f.EventType != "" {
+		q += " AND ev.type = ?"
+		args = append(args, f.EventType)
 	}
 	if f.Cursor != "" {
 		if _, err := uuid.Parse(f.Cursor); err != nil {
