@@ -21,22 +21,33 @@ func (a *App) apiDeleteFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if f.Status == StatusStored {
-		// The deletion finishes even if the client goes away.
-		ctx := context.WithoutCancel(r.Context())
-		u := requestUser(r)
-		_, done, err := a.deleteFile(ctx, f.ID, userActor(u), deleteReason(u, f))
-		if err != nil {
-			return err
-		}
-		if done {
-			if err := a.removeBytes(ctx, f.UploadID); err != nil {
-				// Committed already; the cleanup's next run removes them.
-				a.log.Warn("delete file: bytes left for the cleanup", "file_id", f.ID, "err", err)
-			}
-		}
+	if err := a.deleteByRequest(r, f); err != nil {
+		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteByRequest deletes a stored file for the request's user (a file
+// already deleted is left as it is): the file.deleted event names them,
+// and the bytes go at once. The deletion finishes even if the client goes
+// away.
+func (a *App) deleteByRequest(r *http.Request, f File) error {
+	if f.Status != StatusStored {
+		return nil
+	}
+	ctx := context.WithoutCancel(r.Context())
+	u := requestUser(r)
+	_, done, err := a.deleteFile(ctx, f.ID, userActor(u), deleteReason(u, f))
+	if err != nil {
+		return err
+	}
+	if done {
+		if err := a.removeBytes(ctx, f.UploadID); err != nil {
+			// Committed already; the cleanup's next run removes them.
+			a.log.Warn("delete file: bytes left for the cleanup", "file_id", f.ID, "err", err)
+		}
+	}
 	return nil
 }
 

@@ -27,23 +27,12 @@ func (a *App) uiDeleteFile(r *http.Request, id string) error {
 	if _, err := a.uiGetFile(r, id); err != nil {
 		return err
 	}
-	ctx := context.WithoutCancel(r.Context())
-	u := requestUser(r)
-	f, err := a.getFile(ctx, id)
+	f, err := a.getFile(r.Context(), id)
 	if err != nil {
 		return uiError(err)
 	}
-	if f.Status != StatusStored {
-		return nil
-	}
-	_, done, err := a.deleteFile(ctx, f.ID, userActor(u), deleteReason(u, f))
-	if err != nil {
+	if err := a.deleteByRequest(r, f); err != nil {
 		return uiError(err)
-	}
-	if done {
-		if err := a.removeBytes(ctx, f.UploadID); err != nil {
-			a.log.Warn("delete file: bytes left for the cleanup", "file_id", f.ID, "err", err)
-		}
 	}
 	return nil
 }
