@@ -14,7 +14,7 @@ import (
 // Delivery statuses.
 const (
 	StatusPending    = "pending"    // waiting for its next attempt
-	StatusDelivering = "delivering" // an attempt is under way
+	StatusDelivering = "delivering" // claimed by the sender: queued or being sent
 	StatusSucceeded  = "succeeded"  // the endpoint answered 2xx
 	StatusFailed     = "failed"     // every attempt of the schedule failed; replay by hand
 	StatusCancelled  = "cancelled"  // the endpoint was deleted first
@@ -235,8 +235,8 @@ func (o *Outbox) fillAttempts(ctx context.Context, ds []*Delivery) error {
 
 // RetryDelivery queues a delivery for an attempt now: a pending one is
 // moved up; a succeeded or failed one starts a new schedule. It is a
-// *ConflictError while an attempt is under way or when the endpoint is
-// deleted.
+// *ConflictError while the sender has the delivery claimed (queued or
+// being sent) or when the endpoint is deleted.
 func (o *Outbox) RetryDelivery(ctx context.Context, id string) (Delivery, error) {
 	err := o.inTx(ctx, func(tx *sql.Tx) error {
 		var status string
@@ -253,7 +253,7 @@ func (o *Outbox) RetryDelivery(ctx context.Context, id string) (Delivery, error)
 		case deleted.Valid:
 			return conflictf("the delivery's endpoint was deleted")
 		case status == StatusDelivering:
-			return conflictf("an attempt of this delivery is under way")
+			return conflictf("the sender has this delivery in hand (queued or being sent); try again in a moment")
 		}
 		now := o.clock().UnixMilli()
 		_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?,

@@ -227,7 +227,7 @@ type endpointTarget struct {
 	version int64
 }
 
-// Run delivers until ctx ends, then waits for the requests in flight
+// Run (called once per Dispatcher) delivers until ctx ends, then waits for the requests in flight
 // (cancelled with ctx; their deliveries are sent again on the next start),
 // puts back the claimed deliveries not yet sent, and returns. Deliveries
 // that a crash left "delivering" are queued again first: delivery is at
