@@ -106,6 +106,7 @@ func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&c.ExpirySchedule, "expiry-schedule", app.DefaultExpirySchedule, "cron `spec` of the file.expiring notifier (5 fields or \"@every 1m\")")
 	fs.StringVar(&c.CleanupSchedule, "cleanup-schedule", app.DefaultCleanupSchedule, "cron `spec` of the cleanup of expired files and abandoned uploads")
 	fs.DurationVar(&c.IncompleteTTL, "incomplete-ttl", app.DefaultIncompleteTTL, "remove unfinished uploads untouched this long")
+	fs.DurationVar(&c.HistoryRetention, "history-retention", app.DefaultHistoryRetention, "keep the events of deleted files, with their deliveries and attempts, this long (-1s: forever)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", app.DefaultSweepInterval, "how often to finalize completed uploads that have no file record")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long to wait for open requests on shutdown")
 	fs.BoolVar(&c.AnonymousUploads, "anonymous-uploads", false, "let clients without credentials create uploads (recorded with a null actor)")

@@ -41,6 +41,7 @@ type cleanupResult struct {
 	Notices   int // file.expiring notices cleanup committed first
 	Leftovers int // deleted files whose bytes an earlier step left behind
 	Abandoned int // incomplete or partial uploads removed
+	Pruned    int // events past the history retention removed
 }
 
 func (r cleanupResult) total() int { return r.Expired + r.Leftovers + r.Abandoned }
@@ -52,7 +53,7 @@ func (a *App) cleanupJob(ctx context.Context) {
 	defer countPanic(&a.jobs.cleanup)
 	r, err := a.runCleanup(ctx)
 	a.endJob(ctx, jobCleanup, &a.jobs.cleanup, start, r.total(), err, "expired", r.Expired,
-		"late_notices", r.Notices, "leftovers", r.Leftovers, "abandoned", r.Abandoned)
+		"late_notices", r.Notices, "leftovers", r.Leftovers, "abandoned", r.Abandoned, "events_pruned", r.Pruned)
 }
 
 // runCleanup deletes expired files, removes the bytes of deleted files
@@ -87,7 +88,39 @@ func (a *App) runCleanup(ctx context.Context) (cleanupResult, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	r.Pruned, err = a.pruneHistory(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return r, errors.Join(errs...)
+}
+
+// pruneHistory removes, in batches, the events older than the history
+// retention that describe a deleted file (or no file: test events) and
+// have no delivery left to make; their deliveries and attempts go with
+// them. The events of stored files stay whatever their age, so a file's
+// history is whole while the file exists.
+func (a *App) pruneHistory(ctx context.Context) (int, error) {
+	if a.cfg.HistoryRetention < 0 {
+		return 0, nil
+	}
+	before := a.cfg.Now().Add(-a.cfg.HistoryRetention).UnixMilli()
+	pruned := 0
+	for {
+		res, err := a.db.W.ExecContext(ctx, `DELETE FROM events WHERE id IN (SELECT e.id FROM events e
+			WHERE e.created_at < ?
+			AND (e.file_id IS NULL OR EXISTS (SELECT 1 FROM files f WHERE f.id = e.file_id AND f.status = 'deleted'))
+			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering'))
+			ORDER BY e.created_at LIMIT ?)`, before, a.batchSize())
+		if err != nil {
+			return pruned, fmt.Errorf("cleanup: prune history: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		pruned += int(n)
+		if n < int64(a.batchSize()) || ctx.Err() != nil {
+			return pruned, ctx.Err()
+		}
+	}
 }
 
 // expireBatch marks up to one batch of expired stored files deleted, in

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -243,5 +244,78 @@ func TestDeleteFileAPI(t *testing.T) {
 	}
 	if left := uploadFiles(a, h.UploadID); len(left) != 0 || mustFile(t, a, h.ID).Status != StatusDeleted {
 		t.Fatalf("after tus DELETE: %v %+v", left, mustFile(t, a, h.ID))
+	}
+}
+
+// The cleanup removes the history of deleted files past the retention:
+// their events with every delivery and attempt, once nothing is left to
+// deliver. A stored file's events stay whatever their age, and so does an
+// event with a delivery still to make.
+func TestCleanupPrunesHistory(t *testing.T) {
+	clock := newTestClock()
+	cfg := whConfig()
+	cfg.FileTTL, cfg.HistoryRetention = 240*time.Hour, 48*time.Hour
+	a := openExpiry(t, clock, cfg)
+	rc, _ := whReceiverEndpoint(t, a)
+	gone := mustStore(t, a, randomBytes(t, 100), map[string]string{"filename": "gone.bin"})
+	gone2 := mustStore(t, a, randomBytes(t, 100), map[string]string{"filename": "gone2.bin"})
+	kept := mustStore(t, a, randomBytes(t, 100), map[string]string{"filename": "kept.bin"})
+	for _, f := range []File{gone, gone2} {
+		if code, body := whDo(t, a, "DELETE", "/api/v1/files/"+f.ID, nil); code != http.StatusNoContent {
+			t.Fatalf("delete %s: %d %s", f.ID, code, body)
+		}
+	}
+	for range 5 { // 3 uploads, 2 deletions
+		rc.next(10 * time.Second)
+	}
+	count := func(q string, args ...any) int {
+		t.Helper()
+		var n int
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if err := a.db.R.QueryRow(q, args...).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(q, "IN ('pending', 'delivering')") || n == 0 || time.Now().After(deadline) {
+				return n
+			}
+			time.Sleep(20 * time.Millisecond) // the last attempts are being recorded
+		}
+	}
+	if n := count("SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'delivering')"); n != 0 {
+		t.Fatalf("%d deliveries unfinished", n)
+	}
+	if n := count("SELECT COUNT(*) FROM delivery_attempts"); n != 5 {
+		t.Fatalf("%d attempts, want 5", n)
+	}
+	if r := mustRunCleanup(t, a); r.Pruned != 0 {
+		t.Fatalf("pruned %d events within the retention", r.Pruned)
+	}
+	// gone2's file.deleted still has a delivery to make (as if retried).
+	if _, err := a.db.W.Exec(`UPDATE deliveries SET status = 'pending', next_attempt_at = ? WHERE event_id =
+		(SELECT id FROM events WHERE file_id = ? AND type = 'file.deleted')`, clock.Now().Add(100*time.Hour).UnixMilli(), gone2.ID); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(49 * time.Hour)
+	if r := mustRunCleanup(t, a); r.Pruned != 3 {
+		t.Fatalf("pruned %d events, want gone's two and gone2's file.uploaded", r.Pruned)
+	}
+	for _, c := range []struct {
+		file File
+		want int
+	}{{gone, 0}, {gone2, 1}, {kept, 1}} {
+		if n := count("SELECT COUNT(*) FROM events WHERE file_id = ?", c.file.ID); n != c.want {
+			t.Errorf("%s: %d events left, want %d", c.file.Filename, n, c.want)
+		}
+	}
+	if n := count("SELECT COUNT(*) FROM deliveries"); n != 2 {
+		t.Errorf("%d deliveries left, want 2 (kept's and gone2's pending one)", n)
+	}
+	if n := count(`SELECT COUNT(*) FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id`); n != count("SELECT COUNT(*) FROM delivery_attempts") || n != 2 {
+		t.Errorf("%d attempts left (all must belong to a delivery), want 2", n)
+	}
+	// The files' records stay; the API still lists them.
+	if g := mustFile(t, a, gone.ID); g.Status != StatusDeleted {
+		t.Errorf("gone's record: %+v", g)
 	}
 }

@@ -54,6 +54,10 @@ type Config struct {
 	// IncompleteTTL is how long an unfinished upload (or a part of a
 	// concatenation) may go untouched before the cleanup removes it.
 	IncompleteTTL time.Duration
+	// HistoryRetention is how long the cleanup keeps the events of deleted
+	// files (and test events) with their deliveries and attempts, once
+	// every delivery is finished; negative keeps them forever.
+	HistoryRetention time.Duration
 	// SweepInterval is how often completed uploads without a file row are
 	// looked for (they are also looked for at start-up).
 	SweepInterval time.Duration
@@ -126,6 +130,7 @@ const (
 	DefaultExpirySchedule     = "@every 1m"
 	DefaultCleanupSchedule    = "@every 5m"
 	DefaultIncompleteTTL      = 24 * time.Hour
+	DefaultHistoryRetention   = 90 * 24 * time.Hour
 )
 
 // Defaults of webhook delivery.
@@ -150,6 +155,7 @@ func (c Config) withDefaults() (Config, error) {
 	c.ExpirySchedule = cmp.Or(c.ExpirySchedule, DefaultExpirySchedule)
 	c.CleanupSchedule = cmp.Or(c.CleanupSchedule, DefaultCleanupSchedule)
 	c.IncompleteTTL = cmp.Or(c.IncompleteTTL, DefaultIncompleteTTL)
+	c.HistoryRetention = cmp.Or(c.HistoryRetention, DefaultHistoryRetention)
 	c.SweepInterval = cmp.Or(c.SweepInterval, DefaultSweepInterval)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
 	c.Version = cmp.Or(c.Version, "dev")
