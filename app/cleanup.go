@@ -3,9 +3,10 @@ package app
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/doorito/portal/tus"
@@ -249,26 +250,36 @@ func (a *App) removeBytes(ctx context.Context, uploadID string) error {
 // are left to the finalizing sweep. Modification times are the files'
 // (real) times, compared with the injected clock.
 func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err error) {
-	ups, err := a.tus.Uploads(ctx)
+	ids, err := a.tus.UploadIDs()
 	if err != nil {
 		return 0, 0, fmt.Errorf("cleanup: list uploads: %w", err)
+	}
+	// Stored files are the many: one query sets them aside unread.
+	statuses, err := a.fileStatuses(ctx, ids)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cleanup: %w", err)
+	}
+	var unrecorded, deleted []string
+	for _, id := range ids {
+		switch statuses[id] {
+		case StatusStored:
+		case StatusDeleted:
+			deleted = append(deleted, id) // its bytes outlived the deletion
+		default:
+			unrecorded = append(unrecorded, id)
+		}
 	}
 	cutoff := a.cfg.Now().Add(-a.cfg.IncompleteTTL)
 	stale := func(u tus.Upload) bool {
 		return (u.IsPartial || !u.Complete()) && !u.ModifiedAt.IsZero() && u.ModifiedAt.Before(cutoff)
 	}
 	var errs []error
-	var complete []string
-	for _, u := range ups {
+	for _, u := range a.tus.Describe(ctx, unrecorded) {
 		if ctx.Err() != nil {
 			return leftovers, abandoned, ctx.Err()
 		}
-		if !u.IsPartial && u.Complete() {
-			complete = append(complete, u.ID)
-			continue
-		}
 		if !stale(u) {
-			continue
+			continue // in progress, or complete and left to the finalizing sweep
 		}
 		// Checked again under the upload's lock: a client may resume it.
 		removed, err := a.tus.TerminateIf(ctx, u.ID, stale)
@@ -283,16 +294,12 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 				"offset", u.Offset, "size", u.Size, "modified_at", u.ModifiedAt.UTC())
 		}
 	}
-	deleted, err := a.deletedUploads(ctx, complete)
-	if err != nil {
-		return leftovers, abandoned, errors.Join(append(errs, err)...)
-	}
 	// Removals cut short inside the store leave an .info without data.
 	strays, err := a.tus.Strays(ctx)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("cleanup: list strays: %w", err))
 	}
-	for _, id := range append(deleted, strays...) {
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(append(deleted, strays...)))) {
 		if err := a.removeBytes(ctx, id); err != nil {
 			errs = append(errs, err)
 			continue
@@ -303,33 +310,31 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 	return leftovers, abandoned, errors.Join(errs...)
 }
 
-// deletedUploads returns those of ids whose file row is deleted.
-func (a *App) deletedUploads(ctx context.Context, ids []string) ([]string, error) {
-	var out []string
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), 500)]
-		ids = ids[len(chunk):]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		rows, err := a.db.R.QueryContext(ctx, `SELECT upload_id FROM files WHERE status = 'deleted' AND upload_id IN (?`+
-			strings.Repeat(",?", len(chunk)-1)+`)`, args...)
+// fileStatuses returns the status of the file row of each of uploadIDs
+// that has one, in a few queries however many ids there are.
+func (a *App) fileStatuses(ctx context.Context, uploadIDs []string) (map[string]string, error) {
+	out := make(map[string]string, len(uploadIDs))
+	for len(uploadIDs) > 0 {
+		chunk := uploadIDs[:min(len(uploadIDs), 5000)]
+		uploadIDs = uploadIDs[len(chunk):]
+		list, _ := json.Marshal(chunk)
+		rows, err := a.db.R.QueryContext(ctx, `SELECT upload_id, status FROM files
+			WHERE upload_id IN (SELECT value FROM json_each(?))`, string(list))
 		if err != nil {
-			return nil, fmt.Errorf("cleanup: find deleted files: %w", err)
+			return nil, fmt.Errorf("file statuses: %w", err)
 		}
 		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
+			var id, status string
+			if err := rows.Scan(&id, &status); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("cleanup: find deleted files: %w", err)
+				return nil, fmt.Errorf("file statuses: %w", err)
 			}
-			out = append(out, id)
+			out[id] = status
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, fmt.Errorf("cleanup: find deleted files: %w", err)
+			return nil, fmt.Errorf("file statuses: %w", err)
 		}
 	}
 	return out, nil

@@ -262,19 +262,22 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// isFinalized reports whether an upload already has its file row.
-func (a *App) isFinalized(ctx context.Context, uploadID string) (bool, error) {
-	var one int
-	err := a.db.R.QueryRowContext(ctx, "SELECT 1 FROM files WHERE upload_id = ?", uploadID).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+// finalizedUploads returns which of uploadIDs already have their file row.
+func (a *App) finalizedUploads(ctx context.Context, uploadIDs []string) (map[string]bool, error) {
+	statuses, err := a.fileStatuses(ctx, uploadIDs)
+	if err != nil {
+		return nil, err
 	}
-	return err == nil, err
+	done := make(map[string]bool, len(statuses))
+	for id := range statuses {
+		done[id] = true
+	}
+	return done, nil
 }
 
 // sweep finalizes completed uploads that have no file row.
 func (a *App) sweep(ctx context.Context) {
-	n, err := a.tus.Sweep(ctx, a.isFinalized)
+	n, err := a.tus.Sweep(ctx, a.finalizedUploads)
 	if n > 0 {
 		metricSweepFinalized.Add(float64(n))
 		a.log.Info("sweep finalized uploads", "count", n)

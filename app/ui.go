@@ -320,11 +320,18 @@ func (a *App) uiDashboard(r *http.Request) (webui.Dashboard, error) {
 	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&d.Users); err != nil {
 		return d, fmt.Errorf("dashboard: %w", err)
 	}
-	uploads, err := a.tus.Uploads(ctx)
+	// Only uploads without a file row can be in progress: the others are
+	// not read.
+	ids, err := a.tus.UploadIDs()
 	if err != nil {
 		return d, fmt.Errorf("dashboard: uploads: %w", err)
 	}
-	for _, up := range uploads {
+	statuses, err := a.fileStatuses(ctx, ids)
+	if err != nil {
+		return d, fmt.Errorf("dashboard: %w", err)
+	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return statuses[id] != "" })
+	for _, up := range a.tus.Describe(ctx, ids) {
 		if !up.Complete() {
 			d.UploadsInProgress++
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,19 +226,37 @@ func (u Upload) Complete() bool { return !u.Deferred && u.Offset == u.Size }
 
 // Uploads lists every upload in the store.
 func (s *Server) Uploads(ctx context.Context) ([]Upload, error) {
+	ids, err := s.UploadIDs()
+	if err != nil {
+		return nil, err
+	}
+	return s.Describe(ctx, ids), nil
+}
+
+// UploadIDs lists the ids of the uploads in the store (from the names of
+// their .info files), reading none of them.
+func (s *Server) UploadIDs() ([]string, error) {
 	matches, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*.info"))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Upload, 0, len(matches))
-	for _, m := range matches {
-		u, err := s.describe(ctx, strings.TrimSuffix(filepath.Base(m), ".info"))
-		if err != nil {
-			continue // removed meanwhile, or its data file is gone
-		}
-		out = append(out, u)
+	ids := make([]string, len(matches))
+	for i, m := range matches {
+		ids[i] = strings.TrimSuffix(filepath.Base(m), ".info")
 	}
-	return out, nil
+	return ids, nil
+}
+
+// Describe reads what the store knows of the uploads ids, skipping those
+// removed meanwhile (or whose data file is gone).
+func (s *Server) Describe(ctx context.Context, ids []string) []Upload {
+	out := make([]Upload, 0, len(ids))
+	for _, id := range ids {
+		if u, err := s.describe(ctx, id); err == nil {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // Strays lists uploads whose .info file is left without its data file: a
@@ -294,27 +313,26 @@ func (s *Server) lock(ctx context.Context, id string) (handler.Lock, error) {
 	return l, nil
 }
 
-// Sweep finalizes every complete, non-partial upload for which done reports
-// false: the safety net for uploads whose pre-finish hook failed or never
+// Sweep finalizes every complete, non-partial upload that done does not
+// report finalized (done gets every upload id at once): the safety net for uploads whose pre-finish hook failed or never
 // ran (a crash between the last byte and the hook). It returns how many it
 // finalized.
-func (s *Server) Sweep(ctx context.Context, done func(ctx context.Context, uploadID string) (bool, error)) (int, error) {
-	ups, err := s.Uploads(ctx)
+func (s *Server) Sweep(ctx context.Context, done func(ctx context.Context, uploadIDs []string) (map[string]bool, error)) (int, error) {
+	ids, err := s.UploadIDs()
 	if err != nil {
 		return 0, err
 	}
+	// Finalized uploads are the many: one query rules them out, and only
+	// the rest have their .info read.
+	finalized, err := done(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return finalized[id] })
 	n := 0
 	var errs []error
-	for _, u := range ups {
+	for _, u := range s.Describe(ctx, ids) {
 		if u.IsPartial || !u.Complete() {
-			continue
-		}
-		ok, err := done(ctx, u.ID)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if ok {
 			continue
 		}
 		if err := s.sweepOne(ctx, u.ID); err != nil {
