@@ -273,6 +273,9 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 	stale := func(u tus.Upload) bool {
 		return (u.IsPartial || !u.Complete()) && !u.ModifiedAt.IsZero() && u.ModifiedAt.Before(cutoff)
 	}
+	// Removals cut short inside the store leave an .info without data (a
+	// stored file's upload is not removed, so it is not looked at).
+	strays := a.tus.Strays(unrecorded)
 	var errs []error
 	for _, u := range a.tus.Describe(ctx, unrecorded) {
 		if ctx.Err() != nil {
@@ -293,11 +296,6 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 			a.log.Info("abandoned upload removed", "upload_id", u.ID, "partial", u.IsPartial,
 				"offset", u.Offset, "size", u.Size, "modified_at", u.ModifiedAt.UTC())
 		}
-	}
-	// Removals cut short inside the store leave an .info without data.
-	strays, err := a.tus.Strays(ctx)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("cleanup: list strays: %w", err))
 	}
 	for _, id := range slices.Compact(slices.Sorted(slices.Values(append(deleted, strays...)))) {
 		if err := a.removeBytes(ctx, id); err != nil {

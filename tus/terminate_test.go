@@ -50,13 +50,15 @@ func TestTerminateIfAndStrays(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, stray)); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Strays(ctx); err != nil || len(got) != 1 || got[0] != stray {
+	ids, err := s.UploadIDs()
+	if got := s.Strays(ids); err != nil || len(got) != 1 || got[0] != stray {
 		t.Fatalf("strays %v %v", got, err)
 	}
 	if err := s.Terminate(ctx, stray); err != nil || len(existing(dir, stray)) != 0 {
 		t.Fatalf("terminate stray: %v, left %v", err, existing(dir, stray))
 	}
-	if got, _ := s.Strays(ctx); len(got) != 0 {
+	ids, _ = s.UploadIDs()
+	if got := s.Strays(ids); len(got) != 0 {
 		t.Fatalf("strays after terminate: %v", got)
 	}
 	if err := s.Terminate(ctx, stray); err != nil {

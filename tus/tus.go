@@ -259,22 +259,17 @@ func (s *Server) Describe(ctx context.Context, ids []string) []Upload {
 	return out
 }
 
-// Strays lists uploads whose .info file is left without its data file: a
-// removal cut short (the filestore removes the data first). Terminate
-// removes what is left of them.
-func (s *Server) Strays(ctx context.Context) ([]string, error) {
-	matches, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*.info"))
-	if err != nil {
-		return nil, err
-	}
+// Strays returns those of the uploads ids whose .info file is left
+// without its data file: a removal cut short (the filestore removes the
+// data first). Terminate removes what is left of them.
+func (s *Server) Strays(ids []string) []string {
 	var out []string
-	for _, m := range matches {
-		id := strings.TrimSuffix(filepath.Base(m), ".info")
+	for _, id := range ids {
 		if _, err := os.Stat(filepath.Join(s.cfg.Dir, id)); errors.Is(err, os.ErrNotExist) {
 			out = append(out, id)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // describe reads what the store knows of one upload. ModifiedAt is the
