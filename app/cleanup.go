@@ -250,24 +250,9 @@ func (a *App) removeBytes(ctx context.Context, uploadID string) error {
 // are left to the finalizing sweep. Modification times are the files'
 // (real) times, compared with the injected clock.
 func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err error) {
-	ids, err := a.tus.UploadIDs()
-	if err != nil {
-		return 0, 0, fmt.Errorf("cleanup: list uploads: %w", err)
-	}
-	// Stored files are the many: one query sets them aside unread.
-	statuses, err := a.fileStatuses(ctx, ids)
+	unrecorded, deleted, err := a.storeUploads(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("cleanup: %w", err)
-	}
-	var unrecorded, deleted []string
-	for _, id := range ids {
-		switch statuses[id] {
-		case StatusStored:
-		case StatusDeleted:
-			deleted = append(deleted, id) // its bytes outlived the deletion
-		default:
-			unrecorded = append(unrecorded, id)
-		}
 	}
 	cutoff := a.cfg.Now().Add(-a.cfg.IncompleteTTL)
 	stale := func(u tus.Upload) bool {
@@ -306,6 +291,31 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 		a.log.Info("leftovers of a deletion removed", "upload_id", id)
 	}
 	return leftovers, abandoned, errors.Join(errs...)
+}
+
+// storeUploads lists the uploads in the store that have no file row
+// (unfinished, or finished but not finalized) and those whose file row is
+// deleted (their bytes outlived the deletion). Stored files are the many:
+// one query per 5,000 uploads sets them aside, and no .info is read.
+func (a *App) storeUploads(ctx context.Context) (unrecorded, deleted []string, err error) {
+	ids, err := a.tus.UploadIDs()
+	if err != nil {
+		return nil, nil, fmt.Errorf("list uploads: %w", err)
+	}
+	statuses, err := a.fileStatuses(ctx, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range ids {
+		switch statuses[id] {
+		case StatusStored:
+		case StatusDeleted:
+			deleted = append(deleted, id)
+		default:
+			unrecorded = append(unrecorded, id)
+		}
+	}
+	return unrecorded, deleted, nil
 }
 
 // fileStatuses returns the status of the file row of each of uploadIDs

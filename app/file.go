@@ -262,22 +262,14 @@ func firstNonEmpty(s ...string) string {
 	return ""
 }
 
-// finalizedUploads returns which of uploadIDs already have their file row.
-func (a *App) finalizedUploads(ctx context.Context, uploadIDs []string) (map[string]bool, error) {
-	statuses, err := a.fileStatuses(ctx, uploadIDs)
-	if err != nil {
-		return nil, err
-	}
-	done := make(map[string]bool, len(statuses))
-	for id := range statuses {
-		done[id] = true
-	}
-	return done, nil
-}
-
 // sweep finalizes completed uploads that have no file row.
 func (a *App) sweep(ctx context.Context) {
-	n, err := a.tus.Sweep(ctx, a.finalizedUploads)
+	unrecorded, _, err := a.storeUploads(ctx)
+	if err != nil {
+		a.log.Error("sweep", "err", err)
+		return
+	}
+	n, err := a.tus.Sweep(ctx, unrecorded)
 	if n > 0 {
 		metricSweepFinalized.Add(float64(n))
 		a.log.Info("sweep finalized uploads", "count", n)

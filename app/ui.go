@@ -320,18 +320,12 @@ func (a *App) uiDashboard(r *http.Request) (webui.Dashboard, error) {
 	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&d.Users); err != nil {
 		return d, fmt.Errorf("dashboard: %w", err)
 	}
-	// Only uploads without a file row can be in progress: the others are
-	// not read.
-	ids, err := a.tus.UploadIDs()
+	// Only uploads without a file row can be in progress.
+	unrecorded, _, err := a.storeUploads(ctx)
 	if err != nil {
 		return d, fmt.Errorf("dashboard: uploads: %w", err)
 	}
-	statuses, err := a.fileStatuses(ctx, ids)
-	if err != nil {
-		return d, fmt.Errorf("dashboard: %w", err)
-	}
-	ids = slices.DeleteFunc(ids, func(id string) bool { return statuses[id] != "" })
-	for _, up := range a.tus.Describe(ctx, ids) {
+	for _, up := range a.tus.Describe(ctx, unrecorded) {
 		if !up.Complete() {
 			d.UploadsInProgress++
 		}

@@ -513,7 +513,7 @@ func (d *Dispatcher) loadJobs(ctx context.Context, ids []string, eps []enabledEn
 			return nil, fmt.Errorf("claimed delivery %s of an endpoint not read", id)
 		}
 		if t.secrets == nil {
-			if t.secrets, err = scanStrings(d.o.readQuery(ctx, sqlSecrets, j.endpointID, now.UnixMilli())); err != nil {
+			if t.secrets, err = d.o.activeSecrets(ctx, j.endpointID, now); err != nil {
 				return nil, err
 			}
 			if t.secrets == nil {
@@ -557,8 +557,6 @@ const (
 		WHERE endpoint_id = ? AND lane = ? AND status = 'pending'` + inOrder + ` ORDER BY next_attempt_at LIMIT 1`
 	sqlLoadJobs = `SELECT d.id, d.endpoint_id, d.event_id, ev.payload, d.tries, d.attempts, ev.created_at
 		FROM deliveries d JOIN events ev ON ev.id = d.event_id WHERE d.id IN (SELECT value FROM json_each(?))`
-	sqlSecrets = `SELECT secret FROM endpoint_secrets
-		WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC`
 )
 
 // prepare prepares the writer's statements, while no transaction holds

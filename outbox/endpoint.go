@@ -458,8 +458,8 @@ func (o *Outbox) RotateSecret(ctx context.Context, id string, grace time.Duratio
 
 // activeSecrets returns the secrets that sign for an endpoint at now,
 // newest first.
-func activeSecrets(ctx context.Context, db *sql.DB, endpointID string, now time.Time) ([]string, error) {
-	return scanStrings(db.QueryContext(ctx, `SELECT secret FROM endpoint_secrets
+func (o *Outbox) activeSecrets(ctx context.Context, endpointID string, now time.Time) ([]string, error) {
+	return scanStrings(o.readQuery(ctx, `SELECT secret FROM endpoint_secrets
 		WHERE endpoint_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC`, endpointID, now.UnixMilli()))
 }
 

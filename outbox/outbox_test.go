@@ -435,7 +435,7 @@ func TestRotateSecret(t *testing.T) {
 	ctx := context.Background()
 	ep, first, _ := o.CreateEndpoint(ctx, EndpointParams{URL: "https://example.com/"})
 	active := func() []string {
-		s, err := activeSecrets(ctx, o.r, ep.ID, *now)
+		s, err := o.activeSecrets(ctx, ep.ID, *now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -336,9 +336,15 @@ func (u *hashUpload) saveState(st hashState) error {
 // upload: from the saved state when it matches, otherwise repaired by
 // reading the missing range (or the whole prefix) back from the file.
 func (u *hashUpload) digestAt(ctx context.Context, offset int64) (hash.Hash, error) {
+	st, ok := u.loadState(offset)
+	return u.digestFrom(ctx, st, ok, offset)
+}
+
+// digestFrom is digestAt from a state already loaded (ok: st is usable).
+func (u *hashUpload) digestFrom(ctx context.Context, st hashState, ok bool, offset int64) (hash.Hash, error) {
 	h := sha256.New()
 	from := int64(0)
-	if st, ok := u.loadState(offset); ok {
+	if ok {
 		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.State); err == nil {
 			from = st.Offset
 		} else {
@@ -449,10 +455,11 @@ func (u *hashUpload) finish(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if st, ok := u.loadState(info.Offset); ok && st.Sum != "" && st.Offset == info.Offset {
+	st, ok := u.loadState(info.Offset)
+	if ok && st.Sum != "" && st.Offset == info.Offset {
 		return st.Sum, nil
 	}
-	h, err := u.digestAt(ctx, info.Offset)
+	h, err := u.digestFrom(ctx, st, ok, info.Offset)
 	if err != nil {
 		return "", err
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -224,15 +223,6 @@ type Upload struct {
 // Complete reports whether all the upload's bytes have arrived.
 func (u Upload) Complete() bool { return !u.Deferred && u.Offset == u.Size }
 
-// Uploads lists every upload in the store.
-func (s *Server) Uploads(ctx context.Context) ([]Upload, error) {
-	ids, err := s.UploadIDs()
-	if err != nil {
-		return nil, err
-	}
-	return s.Describe(ctx, ids), nil
-}
-
 // UploadIDs lists the ids of the uploads in the store (from the names of
 // their .info files), reading none of them.
 func (s *Server) UploadIDs() ([]string, error) {
@@ -308,22 +298,11 @@ func (s *Server) lock(ctx context.Context, id string) (handler.Lock, error) {
 	return l, nil
 }
 
-// Sweep finalizes every complete, non-partial upload that done does not
-// report finalized (done gets every upload id at once): the safety net for uploads whose pre-finish hook failed or never
-// ran (a crash between the last byte and the hook). It returns how many it
-// finalized.
-func (s *Server) Sweep(ctx context.Context, done func(ctx context.Context, uploadIDs []string) (map[string]bool, error)) (int, error) {
-	ids, err := s.UploadIDs()
-	if err != nil {
-		return 0, err
-	}
-	// Finalized uploads are the many: one query rules them out, and only
-	// the rest have their .info read.
-	finalized, err := done(ctx, ids)
-	if err != nil {
-		return 0, err
-	}
-	ids = slices.DeleteFunc(ids, func(id string) bool { return finalized[id] })
+// Sweep finalizes those of the uploads ids (the caller's: uploads without
+// a file record) that are complete and not partial: the safety net for
+// uploads whose pre-finish hook failed or never ran (a crash between the
+// last byte and the hook). It returns how many it finalized.
+func (s *Server) Sweep(ctx context.Context, ids []string) (int, error) {
 	n := 0
 	var errs []error
 	for _, u := range s.Describe(ctx, ids) {
