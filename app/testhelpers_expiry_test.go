@@ -14,8 +14,9 @@ import (
 	"time"
 )
 
-// testClock is an injected clock that moves only when told. It starts at
-// the real time, because the cleanup compares it with real file times.
+// testClock is an injected clock that moves only when told (expiry, cleanup
+// and webhook tests). newTestClock starts it at the real time, because the
+// cleanup compares it with real file times.
 type testClock struct {
 	mu  sync.Mutex
 	now time.Time

@@ -624,7 +624,7 @@ func whSetStatus(tb testing.TB, dir, eventID, status string) {
 // EndpointDisableAfter is disabled with the reason; re-enabling it resumes
 // its deliveries. Time is a fake clock: the test does not wait hours.
 func TestWebhookAutoDisableAfterContinuousFailure(t *testing.T) {
-	clk := &whClock{t: time.Now().UTC()}
+	clk := &testClock{now: time.Now().UTC()}
 	cfg := whConfig()
 	cfg.Now = clk.Now
 	cfg.DeliverySchedule = []time.Duration{time.Hour, time.Hour, time.Hour, time.Hour}

@@ -423,24 +423,6 @@ func whSingleDelivery(tb testing.TB, a *App, eventID string) outbox.Delivery {
 	return ds[0]
 }
 
-// whClock is a clock a test moves by hand.
-type whClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *whClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *whClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func statusCodes(d outbox.Delivery) string {
 	var s []string
 	for _, at := range d.Attempts {
