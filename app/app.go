@@ -26,6 +26,7 @@ type App struct {
 	cfg       Config
 	log       *slog.Logger
 	db        *DB
+	dirLock   *os.File // flock held while serving the data directory
 	outbox    *outbox.Outbox
 	tus       *tus.Server
 	publicURL string
@@ -81,6 +82,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	if a.dirLock, err = lockDataDir(a.cfg.DataDir); err != nil {
+		return err
+	}
 	if a.db, err = OpenDB(ctx, dbPath(a.cfg.DataDir)); err != nil {
 		return err
 	}
@@ -135,8 +139,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 
 	reqCtx, cancelReqs := context.WithCancelCause(context.Background())
 	a.cancelReqs = cancelReqs
+	handler := a.routes()
+	if a.cfg.wrapHandler != nil {
+		handler = a.cfg.wrapHandler(handler)
+	}
 	a.server = &http.Server{
-		Handler:           a.routes(),
+		Handler:           handler,
 		ReadHeaderTimeout: 20 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -226,6 +234,9 @@ func (a *App) Close() error {
 	a.wg.Wait()
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
+	}
+	if a.dirLock != nil {
+		a.dirLock.Close() // releases the flock
 	}
 	a.log.Info("portal stopped")
 	return errors.Join(errs...)

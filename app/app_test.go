@@ -42,6 +42,9 @@ func MustOpen(tb testing.TB, cfg Config) *App {
 	if cfg.passwordCost == 0 {
 		cfg.passwordCost = bcrypt.MinCost
 	}
+	if cfg.wrapHandler == nil {
+		cfg.wrapHandler = scanErrorBodies(tb, cfg.DataDir)
+	}
 	a, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)

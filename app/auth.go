@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -47,8 +48,12 @@ type principal struct {
 	user *User
 	via  string // "token", "session" or "" (anonymous)
 	// bad: credentials were presented but are not valid (unknown, expired,
-	// revoked, disabled user); protected routes answer 401.
+	// revoked, disabled user), or are HTTP Basic outside token creation;
+	// protected routes answer 401.
 	bad bool
+	// basic: the credential was HTTP Basic (accepted only by POST
+	// /api/v1/tokens).
+	basic bool
 }
 
 func principalFrom(ctx context.Context) principal {
@@ -160,8 +165,10 @@ func (a *App) resolve(r *http.Request) (principal, error) {
 			}
 			return principal{user: &u, via: "token"}, nil
 		case strings.EqualFold(scheme, "Basic"):
-			// Only POST /api/v1/tokens takes a password; elsewhere Basic
-			// is ignored and the request is anonymous.
+			// Only POST /api/v1/tokens takes a password (apiCreateToken
+			// checks it). Anywhere else a Basic credential is refused,
+			// never taken for an anonymous request.
+			return principal{bad: true, basic: true}, nil
 		default:
 			return principal{bad: true}, nil
 		}
@@ -202,6 +209,8 @@ func (a *App) deny(w http.ResponseWriter, r *http.Request, err *Error) {
 // the cross-origin check (for session cookies), else the error to answer.
 func (a *App) needUser(r *http.Request, p principal) *Error {
 	switch {
+	case p.basic:
+		return errNoAuth("HTTP Basic is accepted only by POST /api/v1/tokens; send Authorization: Bearer <token>")
 	case p.bad:
 		return errNoAuth("invalid, expired or revoked credentials")
 	case p.user == nil:
@@ -366,8 +375,55 @@ func (a *App) guardUploads(next http.Handler) http.Handler {
 			a.deny(w, r, e)
 			return
 		}
+		if method == http.MethodGet {
+			w = &cleanDisposition{ResponseWriter: w}
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// cleanDisposition rewrites the Content-Disposition tusd sends with a
+// download (it quotes the client's raw filename, "../../x" included) to the
+// cleaned name the API serves. It keeps Unwrap for http.ResponseController.
+type cleanDisposition struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (c *cleanDisposition) WriteHeader(code int) {
+	if !c.done {
+		c.done = true
+		if v := c.Header().Get("Content-Disposition"); v != "" {
+			c.Header().Set("Content-Disposition", cleanTusDisposition(v))
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *cleanDisposition) Write(b []byte) (int, error) {
+	if !c.done {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *cleanDisposition) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// cleanTusDisposition turns tusd's `inline;filename="<Go-quoted name>"`
+// into the disposition with the name cleanFilename makes of it.
+func cleanTusDisposition(v string) string {
+	disp, quoted, found := strings.Cut(v, ";filename=")
+	if disp != "inline" {
+		disp = "attachment"
+	}
+	if !found {
+		return disp
+	}
+	name, err := strconv.Unquote(quoted)
+	if err != nil {
+		return disp
+	}
+	return mime.FormatMediaType(disp, map[string]string{"filename": cleanFilename(name)})
 }
 
 func (a *App) authorizeUpload(r *http.Request, method string) *Error {
@@ -382,15 +438,41 @@ func (a *App) authorizeUpload(r *http.Request, method string) *Error {
 		if method != http.MethodPost {
 			return nil // tusd answers 405
 		}
-		// A concatenation may only use partial uploads the client owns.
-		for _, part := range concatParts(r.Header.Get("Upload-Concat"), a.tusBasePath()) {
-			if e := a.authorizeUploadID(r, p, part, http.MethodPatch); e != nil {
-				return e
-			}
-		}
-		return nil
+		return a.authorizeConcat(r, p)
+	}
+	if !a.tus.ValidID(id) {
+		// Not an id this store issues: nothing to look up, on disk or off.
+		return errNotFound("upload")
 	}
 	return a.authorizeUploadID(r, p, id, method)
+}
+
+// maxConcatParts bounds the partial uploads one concatenation may name.
+const maxConcatParts = 100
+
+// authorizeConcat checks the partial uploads a concatenation names: each a
+// valid id, named once (a partial named a thousand times would make a file
+// a thousand times its size), at most maxConcatParts, and each owned by the
+// client.
+func (a *App) authorizeConcat(r *http.Request, p principal) *Error {
+	parts := concatParts(r.Header.Get("Upload-Concat"), a.tusBasePath())
+	if len(parts) > maxConcatParts {
+		return errBadRequest(fmt.Sprintf("a concatenation may name at most %d partial uploads", maxConcatParts))
+	}
+	seen := make(map[string]bool, len(parts))
+	for _, part := range parts {
+		if !a.tus.ValidID(part) {
+			return errNotFound("partial upload")
+		}
+		if seen[part] {
+			return errBadRequest("a partial upload may appear only once in a concatenation")
+		}
+		seen[part] = true
+		if e := a.authorizeUploadID(r, p, part, http.MethodPatch); e != nil {
+			return e
+		}
+	}
+	return nil
 }
 
 func (a *App) authorizeUploadID(r *http.Request, p principal, id, method string) *Error {

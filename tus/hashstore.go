@@ -11,10 +11,12 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/filestore"
@@ -125,11 +127,25 @@ func (u *hashUpload) dataPath(info handler.FileInfo) string {
 	return filepath.Join(u.store.dir, u.id)
 }
 
+// ErrStorageFull answers a write that found no space left (or a quota of
+// the file system exhausted): 507, which tus clients retry.
+var ErrStorageFull = handler.NewError("ERR_INSUFFICIENT_STORAGE",
+	"no space left in the portal's storage; try again later", http.StatusInsufficientStorage)
+
+// storageError turns a full file system into ErrStorageFull and leaves
+// every other error as it is.
+func storageError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return ErrStorageFull
+	}
+	return err
+}
+
 // NewUpload creates the upload in the filestore and an empty digest state.
 func (s *HashStore) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
 	up, err := s.inner.NewUpload(ctx, info)
 	if err != nil {
-		return nil, err
+		return nil, storageError(err)
 	}
 	info, err = up.GetInfo(ctx)
 	if err != nil {
@@ -138,7 +154,7 @@ func (s *HashStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 	u := &hashUpload{Upload: up, store: s, id: info.ID, slot: -1}
 	if !info.IsPartial {
 		if err := u.saveState(hashState{Offset: 0, State: marshalDigest(sha256.New())}); err != nil {
-			return nil, err
+			return nil, storageError(err)
 		}
 	}
 	return u, nil
@@ -413,7 +429,7 @@ func (u *hashUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader
 			werr = err
 		}
 	}
-	return res.written, werr
+	return res.written, storageError(werr)
 }
 
 // ConcatUploads appends the partial uploads to this (final) upload through
@@ -439,10 +455,10 @@ func (u *hashUpload) ConcatUploads(ctx context.Context, partials []handler.Uploa
 // records the final sum and flushes the upload's bytes to stable storage.
 func (u *hashUpload) FinishUpload(ctx context.Context) error {
 	if err := u.Upload.FinishUpload(ctx); err != nil {
-		return err
+		return storageError(err)
 	}
 	if _, err := u.finish(ctx); err != nil {
-		return err
+		return storageError(err)
 	}
 	u.store.lastFinish.Store(&FinishTiming{UploadID: u.id, LastByte: u.lastByte, Sync: u.sync})
 	return nil

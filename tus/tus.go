@@ -7,17 +7,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/tus/tusd/v2/pkg/filelocker"
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
 )
 
 // Completed describes an upload whose bytes are all on disk and hashed.
@@ -35,7 +37,10 @@ type Completed struct {
 
 // Config configures the embedded tus server.
 type Config struct {
-	// Dir holds the uploads (data, .info and .sha256 files, locks).
+	// Dir holds the uploads (data, .info and .sha256 files). The caller
+	// guarantees that no other process serves it (the portal holds a
+	// kernel lock on its data directory): upload locks live in this
+	// process and die with it.
 	Dir string
 	// BasePath is the path the handler is mounted at ("/files/"), or an
 	// absolute URL ("https://portal.example/files/") when the portal runs
@@ -65,7 +70,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	store   *HashStore
-	locker  filelocker.FileLocker
+	locker  *memorylocker.MemoryLocker
 	handler *handler.Handler
 }
 
@@ -80,7 +85,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, store: NewHashStore(cfg.Dir), locker: filelocker.New(cfg.Dir)}
+	if err := removeStaleLocks(cfg.Dir); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, store: NewHashStore(cfg.Dir), locker: memorylocker.New()}
 	composer := handler.NewStoreComposer()
 	s.store.UseIn(composer)
 	s.locker.UseIn(composer)
@@ -109,6 +117,32 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// removeStaleLocks removes the <id>.lock files that portals before 0.3
+// left: tusd's file locker wrote the holder's PID into them, so after a
+// crash a restarted portal with the same PID (PID 1 in a container) took
+// them for held locks. Locks are in-process now; the files mean nothing.
+func removeStaleLocks(dir string) error {
+	matches, err := filepath.Glob(filepath.Join(dir, "*.lock"))
+	if err != nil {
+		return fmt.Errorf("tus: look for stale locks: %w", err)
+	}
+	for _, m := range matches {
+		if err := os.Remove(m); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("tus: remove stale lock: %w", err)
+		}
+	}
+	return nil
+}
+
+// uploadIDPattern is the form of the ids this store issues: 32 lower-case
+// hex digits (the portal's pre-create hook and tusd's default alike).
+var uploadIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// ValidID reports whether id has the form of an upload id this store
+// issues. Anything else (NUL, slashes, dot-dot, overlong) names no upload
+// and must be answered 404 before the store or the file system sees it.
+func (s *Server) ValidID(id string) bool { return uploadIDPattern.MatchString(id) }
+
 // corsConfig builds tusd's CORS settings from a list of allowed origins.
 func corsConfig(origins []string) (*handler.CorsConfig, error) {
 	c := handler.DefaultCorsConfig
@@ -136,7 +170,43 @@ func corsConfig(origins []string) (*handler.CorsConfig, error) {
 }
 
 // ServeHTTP serves tus requests; mount it with the base path stripped.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(&plainErrors{ResponseWriter: w}, r)
+}
+
+// internalErrorBody replaces the body of every 500 tusd sends: tusd puts
+// the store's error text there, and a file system error names paths under
+// the data directory. tusd logs the original at error level.
+const internalErrorBody = "ERR_INTERNAL_SERVER_ERROR: internal error; the portal's log has the details\n"
+
+// plainErrors is the response writer tusd gets: it swaps the body of a
+// 500 for internalErrorBody. It keeps Unwrap, so http.ResponseController
+// (tusd sets read deadlines with it) still reaches the connection.
+type plainErrors struct {
+	http.ResponseWriter
+	swapped bool
+}
+
+func (p *plainErrors) WriteHeader(code int) {
+	if code == http.StatusInternalServerError {
+		p.swapped = true
+		p.Header().Set("Content-Length", strconv.Itoa(len(internalErrorBody)))
+		p.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		p.ResponseWriter.WriteHeader(code)
+		io.WriteString(p.ResponseWriter, internalErrorBody)
+		return
+	}
+	p.ResponseWriter.WriteHeader(code)
+}
+
+func (p *plainErrors) Write(b []byte) (int, error) {
+	if p.swapped {
+		return len(b), nil // the original body is dropped
+	}
+	return p.ResponseWriter.Write(b)
+}
+
+func (p *plainErrors) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
 // Metrics returns tusd's counters (for its Prometheus collector).
 func (s *Server) Metrics() handler.Metrics { return s.handler.Metrics }

@@ -1,0 +1,70 @@
+package app
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// errorBodiesScanned counts the error responses (status >= 400) of every
+// test portal whose bodies were checked for the data directory's path.
+var errorBodiesScanned atomic.Int64
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	fmt.Printf("error bodies scanned for the data directory path: %d\n", errorBodiesScanned.Load())
+	os.Exit(code)
+}
+
+// scanErrorBodies wraps a test portal's handler: every error response
+// (status >= 400) must not name the data directory, whatever the request.
+// A path in an error body tells a client where the portal keeps its data.
+func scanErrorBodies(tb testing.TB, dataDir string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := &errorBodyRecorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r)
+			if rec.status < 400 {
+				return
+			}
+			errorBodiesScanned.Add(1)
+			body := rec.body.String()
+			for _, h := range rec.Header() {
+				body += " " + strings.Join(h, " ")
+			}
+			if strings.Contains(body, dataDir) {
+				tb.Errorf("%s %s answered %d with the data directory in it: %q", r.Method, r.URL.Path, rec.status, body)
+			}
+		})
+	}
+}
+
+// errorBodyRecorder keeps a copy of the body of an error response.
+type errorBodyRecorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (e *errorBodyRecorder) WriteHeader(code int) {
+	if e.status == 0 {
+		e.status = code
+	}
+	e.ResponseWriter.WriteHeader(code)
+}
+
+func (e *errorBodyRecorder) Write(b []byte) (int, error) {
+	if e.status == 0 {
+		e.status = http.StatusOK
+	}
+	if e.status >= 400 && e.body.Len() < 64<<10 {
+		e.body.Write(b)
+	}
+	return e.ResponseWriter.Write(b)
+}
+
+func (e *errorBodyRecorder) Unwrap() http.ResponseWriter { return e.ResponseWriter }
