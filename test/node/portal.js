@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { rmSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -73,6 +73,23 @@ export function uploadIdOf(url) {
 }
 
 /**
+ * innerPid is the host PID of the process a wrapper (unshare --fork) started:
+ * the wrapper's only child.
+ */
+export async function innerPid(wrapperPid) {
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline) {
+    const tasks = await readdir(`/proc/${wrapperPid}/task`).catch(() => [])
+    for (const t of tasks) {
+      const kids = (await readFile(`/proc/${wrapperPid}/task/${t}/children`, 'utf8').catch(() => '')).trim()
+      if (kids) return Number(kids.split(/\s+/)[0])
+    }
+    await sleep(20)
+  }
+  throw new Error(`no child of process ${wrapperPid}`)
+}
+
+/**
  * Portal is one portal process on a fixed data dir and port; it can be
  * stopped and started again on both.
  */
@@ -80,9 +97,11 @@ export class Portal {
   /**
    * @param {object} opts
    * @param {string[]} [opts.args] extra `serve` flags
+   * @param {string[]} [opts.wrap] a command the portal runs under (e.g. unshare)
    */
   constructor(opts = {}) {
     this.args = opts.args || []
+    this.wrap = opts.wrap || []
     this.password = `pw-${randomBytes(12).toString('hex')}`
     this.token = null
     this.child = null
@@ -119,7 +138,8 @@ export class Portal {
     for (const k of Object.keys(env)) {
       if (k.startsWith('PORTAL_') && k !== 'PORTAL_ADMIN_PASSWORD') delete env[k]
     }
-    const child = spawn(portalBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const [cmd, ...cmdArgs] = [...this.wrap, portalBin, ...args]
+    const child = spawn(cmd, cmdArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     children.add(child)
     const append = (chunk) => {
@@ -188,7 +208,11 @@ export class Portal {
     const child = this.child
     if (!child) return null
     this.child = null
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    if (child.exitCode === null && child.signalCode === null) {
+      // A wrapper such as unshare does not pass SIGTERM on: signal the portal.
+      if (this.wrap.length) process.kill(await innerPid(child.pid), 'SIGTERM')
+      else child.kill('SIGTERM')
+    }
     try {
       return await withTimeout(child.exited, ms, 'portal exit after SIGTERM')
     } catch (err) {
@@ -196,6 +220,15 @@ export class Portal {
       await withTimeout(child.exited, 5000, 'portal exit after SIGKILL').catch(() => {})
       throw new Error(`${err.message}; log:\n${this.log}`)
     }
+  }
+
+  /** kill kills the portal with SIGKILL (no clean shutdown) and waits for it to end. */
+  async kill() {
+    const child = this.child
+    if (!child) return null
+    this.child = null
+    child.kill('SIGKILL')
+    return withTimeout(child.exited, 10_000, 'portal exit after SIGKILL')
   }
 
   /** restart stops the portal and starts it again on the same data dir and port. */
