@@ -23,6 +23,14 @@ func Backup(ctx context.Context, dataDir, dest string) error {
 	if _, err := os.Stat(src); err != nil {
 		return fmt.Errorf("backup: no database at %s: %w", src, err)
 	}
+	return backupDB(ctx, src, dest)
+}
+
+// backupDB writes a consistent copy of the database file src to dest.
+func backupDB(ctx context.Context, src, dest string) error {
+	if _, err := os.Stat(dest); err == nil {
+		return fmt.Errorf("backup: %s already exists", dest)
+	}
 	db, err := sql.Open("sqlite", dsn(src, false))
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)

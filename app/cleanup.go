@@ -96,32 +96,40 @@ func (a *App) runCleanup(ctx context.Context) (cleanupResult, error) {
 	return r, errors.Join(errs...)
 }
 
-// pruneHistory removes, in batches, the events older than the history
-// retention that describe a deleted file (or no file: test events) and
-// have no delivery left to make; their deliveries and attempts go with
-// them. The events of stored files stay whatever their age, so a file's
-// history is whole while the file exists.
+// pruneHistory removes the events older than the history retention that
+// describe a deleted file (or no file: test events) and have no delivery
+// left to make, with their deliveries and attempts. The events of stored
+// files stay whatever their age, so a file's history is whole while the
+// file exists.
 func (a *App) pruneHistory(ctx context.Context) (int, error) {
 	if a.cfg.HistoryRetention < 0 {
 		return 0, nil
 	}
-	before := a.cfg.Now().Add(-a.cfg.HistoryRetention).UnixMilli()
-	pruned := 0
-	for {
-		res, err := a.db.W.ExecContext(ctx, `DELETE FROM events WHERE id IN (SELECT e.id FROM events e
-			WHERE e.created_at < ?
-			AND (e.file_id IS NULL OR EXISTS (SELECT 1 FROM files f WHERE f.id = e.file_id AND f.status = 'deleted'))
-			AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN ('pending', 'delivering'))
-			ORDER BY e.created_at LIMIT ?)`, before, a.batchSize())
-		if err != nil {
-			return pruned, fmt.Errorf("cleanup: prune history: %w", err)
-		}
-		n, _ := res.RowsAffected()
-		pruned += int(n)
-		if n < int64(a.batchSize()) || ctx.Err() != nil {
-			return pruned, ctx.Err()
-		}
+	n, err := a.outbox.PruneEvents(ctx, a.cfg.Now().Add(-a.cfg.HistoryRetention), a.batchSize(), a.filesGone)
+	if err != nil {
+		return n, fmt.Errorf("cleanup: prune history: %w", err)
 	}
+	return n, nil
+}
+
+// filesGone reports which of fileIDs are deleted.
+func (a *App) filesGone(ctx context.Context, fileIDs []string) (map[string]bool, error) {
+	list, _ := json.Marshal(fileIDs)
+	rows, err := a.db.R.QueryContext(ctx, `SELECT id FROM files WHERE status = 'deleted'
+		AND id IN (SELECT value FROM json_each(?))`, string(list))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	gone := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		gone[id] = true
+	}
+	return gone, rows.Err()
 }
 
 // expireBatch marks up to one batch of expired stored files deleted, in

@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/doorito/portal/outbox"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
 )
 
@@ -69,7 +71,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: journal mode is %q, want wal", path, mode)
 	}
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, preMigrationBackup(path)); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -88,14 +90,41 @@ func (db *DB) Close() error {
 	return errors.Join(db.R.Close(), db.W.Close())
 }
 
+// A schema is one component's migrations: numbered SQL files
+// (NNNN_name.sql, from 0001 without gaps) applied in order, each once, in
+// its own transaction, with its version recorded in the component's table.
+// The app's own tables and the outbox's (which the outbox package embeds)
+// are two schemas of one database.
+type schema struct {
+	component string
+	files     fs.FS
+}
+
+// schemas are the database's components, in the order they migrate.
+func schemas() []schema {
+	app, _ := fs.Sub(migrationFS, "migrations")
+	return []schema{{"app", app}, {"outbox", outbox.Schema()}}
+}
+
+// versionTable is where a component records its applied migrations. The
+// app's keeps its historic name, so an older portal that opens a migrated
+// database reads its version and refuses it clearly.
+func (s schema) versionTable() string {
+	if s.component == "app" {
+		return "schema_migrations"
+	}
+	return "schema_migrations_" + s.component
+}
+
 type migration struct {
 	version int
 	name    string
 	sql     string
 }
 
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+// migrations reads and checks the schema's files.
+func (s schema) migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(s.files, ".")
 	if err != nil {
 		return nil, err
 	}
@@ -104,10 +133,10 @@ func migrations() ([]migration, error) {
 		name := e.Name()
 		num, _, ok := strings.Cut(name, "_")
 		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must start with a number and '_'", name)
+		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
+			return nil, fmt.Errorf("migration %s/%s: name must be NNNN_name.sql", s.component, name)
 		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
+		b, err := fs.ReadFile(s.files, name)
 		if err != nil {
 			return nil, err
 		}
@@ -116,58 +145,102 @@ func migrations() ([]migration, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
 	for i, m := range out {
 		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: want version %d", m.name, i+1)
+			return nil, fmt.Errorf("migration %s/%s: want version %d", s.component, m.name, i+1)
 		}
 	}
 	return out, nil
 }
 
-// migrate applies every embedded migration the database lacks, each in its
-// own transaction with its version recorded, and refuses a database that a
+// pending is the migrations of s that db lacks; it refuses a database a
 // newer binary migrated.
-func migrate(ctx context.Context, db *sql.DB) error {
-	ms, err := migrations()
+func (s schema) pending(ctx context.Context, db *sql.DB) (applied int, todo []migration, err error) {
+	ms, err := s.migrations()
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+s.versionTable()+` (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return 0, nil, fmt.Errorf("migrate %s: %w", s.component, err)
 	}
-	var current int
-	if err := db.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&current); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+	if err := db.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM "+s.versionTable()).Scan(&applied); err != nil {
+		return 0, nil, fmt.Errorf("migrate %s: %w", s.component, err)
 	}
-	if current > len(ms) {
-		return fmt.Errorf("%w: database schema version %d, this portal knows up to %d; use a newer portal or restore a backup",
-			ErrDatabaseTooNew, current, len(ms))
+	if applied > len(ms) {
+		return 0, nil, fmt.Errorf("%w: its %s schema is at version %d, this portal knows up to %d; use a newer portal or restore a backup",
+			ErrDatabaseTooNew, s.component, applied, len(ms))
 	}
-	for _, m := range ms[current:] {
-		if err := applyMigration(ctx, db, m); err != nil {
+	return applied, ms[applied:], nil
+}
+
+// migrate brings every schema of db up to date. Before it changes a
+// database that already holds data, it calls backup (when not nil), so
+// going back to the previous release is restoring that copy.
+func migrate(ctx context.Context, db *sql.DB, backup func(ctx context.Context) error) error {
+	type step struct {
+		s  schema
+		ms []migration
+	}
+	var steps []step
+	existing := false
+	for _, s := range schemas() {
+		applied, todo, err := s.pending(ctx, db)
+		if err != nil {
 			return err
+		}
+		existing = existing || applied > 0
+		if len(todo) > 0 {
+			steps = append(steps, step{s, todo})
+		}
+	}
+	if len(steps) > 0 && existing && backup != nil {
+		if err := backup(ctx); err != nil {
+			return fmt.Errorf("migrate: keep a copy first: %w", err)
+		}
+	}
+	for _, st := range steps {
+		for _, m := range st.ms {
+			if err := applyMigration(ctx, db, st.s, m); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
+func applyMigration(ctx context.Context, db *sql.DB, s schema, m migration) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migrate %s: %w", m.name, err)
+		return fmt.Errorf("migrate %s/%s: %w", s.component, m.name, err)
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("migrate %s: %w", m.name, err)
+		return fmt.Errorf("migrate %s/%s: %w", s.component, m.name, err)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+	if _, err := tx.ExecContext(ctx, "INSERT INTO "+s.versionTable()+" (version, name, applied_at) VALUES (?, ?, ?)",
 		m.version, m.name, time.Now().UnixMilli()); err != nil {
-		return fmt.Errorf("migrate %s: %w", m.name, err)
+		return fmt.Errorf("migrate %s/%s: %w", s.component, m.name, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate %s: %w", m.name, err)
+		return fmt.Errorf("migrate %s/%s: %w", s.component, m.name, err)
 	}
 	return nil
 }
 
 // dbPath is where the database lives inside the data dir.
 func dbPath(dataDir string) string { return filepath.Join(dataDir, "portal.db") }
+
+// preMigrationBackup returns the backup migrate takes before it changes a
+// database with data: a consistent copy (VACUUM INTO, as `portal backup`
+// makes) at backups/portal-<UTC time>-pre-upgrade.db beside it. Going back
+// to the previous release is stopping the portal and putting that copy in
+// place of portal.db (docs/operations.md).
+func preMigrationBackup(dbFile string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		dir := filepath.Join(filepath.Dir(dbFile), "backups")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return err
+		}
+		dest := filepath.Join(dir, "portal-"+time.Now().UTC().Format("20060102T150405Z")+"-pre-upgrade.db")
+		return backupDB(ctx, dbFile, dest)
+	}
+}

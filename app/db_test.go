@@ -24,7 +24,7 @@ func TestOpenDBMigratesAndUsesWAL(t *testing.T) {
 	if fk != 1 || sync != 2 {
 		t.Fatalf("foreign_keys=%d synchronous=%d, want 1 and 2 (FULL)", fk, sync)
 	}
-	ms, _ := migrations()
+	ms, _ := schemas()[0].migrations()
 	var version int
 	db.R.QueryRow("SELECT MAX(version) FROM schema_migrations").Scan(&version)
 	if version != len(ms) {

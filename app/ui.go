@@ -310,7 +310,6 @@ func (a *App) uiDashboard(r *http.Request) (webui.Dashboard, error) {
 	}{
 		{&d.ExpiringSoon, "SELECT COUNT(*) FROM files WHERE status = ? AND expires_at <= ?",
 			[]any{StatusStored, a.cfg.Now().Add(a.expiringWindow()).UnixMilli()}},
-		{&d.Events, "SELECT COUNT(*) FROM events", nil},
 	}
 	for _, c := range counts {
 		if err := a.db.R.QueryRowContext(ctx, c.query, c.args...).Scan(c.dst); err != nil {
@@ -333,6 +332,11 @@ func (a *App) uiDashboard(r *http.Request) (webui.Dashboard, error) {
 	if d.Delivery, err = a.uiDeliveryStats(ctx); err != nil {
 		return d, err
 	}
+	t, err := a.outbox.Totals(ctx)
+	if err != nil {
+		return d, err
+	}
+	d.Events = t.Events
 	d.Jobs = a.uiJobs()
 	return d, nil
 }

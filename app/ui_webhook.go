@@ -176,34 +176,17 @@ func (a *App) uiEndpoint(ctx context.Context, ep outbox.Endpoint) (webui.Endpoin
 	if ep.DisabledReason != nil {
 		out.DisabledReason = *ep.DisabledReason
 	}
-	since := a.cfg.Now().Add(-endpointStatsWindow).UnixMilli()
-	err := a.db.R.QueryRowContext(ctx, `SELECT
-			COALESCE(SUM(CASE WHEN t.status_code BETWEEN 200 AND 299 THEN 1 ELSE 0 END), 0),
-			COALESCE(SUM(CASE WHEN t.status_code BETWEEN 200 AND 299 THEN 0 ELSE 1 END), 0)
-		FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id
-		WHERE d.endpoint_id = ? AND t.attempted_at >= ?`, ep.ID, since).Scan(&out.Succeeded, &out.Failed)
+	st, err := a.outbox.EndpointStats(ctx, ep.ID, a.cfg.Now().Add(-endpointStatsWindow))
 	if err != nil {
-		return out, fmt.Errorf("endpoint figures: %w", err)
+		return out, err
 	}
-	err = a.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ? AND status IN (?, ?)`,
-		ep.ID, outbox.StatusPending, outbox.StatusDelivering).Scan(&out.Pending)
-	if err != nil {
-		return out, fmt.Errorf("endpoint figures: %w", err)
-	}
-	var at int64
-	var code *int
-	var msg, body string
-	err = a.db.R.QueryRowContext(ctx, `SELECT t.attempted_at, t.status_code, t.error, t.response_body
-		FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id
-		WHERE d.endpoint_id = ? AND (t.status_code IS NULL OR t.status_code NOT BETWEEN 200 AND 299)
-		ORDER BY t.id DESC LIMIT 1`, ep.ID).Scan(&at, &code, &msg, &body)
-	if err == nil {
-		out.LastError = msg
-		if code != nil {
-			out.LastError = lastErrorText(*code, msg, body)
+	out.Succeeded, out.Failed, out.Pending = st.Succeeded, st.Failed, st.Pending
+	if at := st.LastFailure; at != nil {
+		out.LastError = at.Error
+		if at.StatusCode != nil {
+			out.LastError = lastErrorText(*at.StatusCode, at.Error, at.ResponseBody)
 		}
-		t := time.UnixMilli(at).UTC()
-		out.LastErrorAt = &t
+		out.LastErrorAt = &at.AttemptedAt
 	}
 	return out, nil
 }
@@ -361,13 +344,11 @@ func (a *App) uiDeliveryStats(ctx context.Context) (*webui.DeliveryStats, error)
 			s.FailingEndpoints = append(s.FailingEndpoints, e)
 		}
 	}
-	err = a.db.R.QueryRowContext(ctx, `SELECT
-			COALESCE(SUM(CASE WHEN status IN (?, ?) THEN 1 ELSE 0 END), 0),
-			COALESCE(SUM(CASE WHEN status = ? THEN 1 ELSE 0 END), 0)
-		FROM deliveries`, outbox.StatusPending, outbox.StatusDelivering, outbox.StatusFailed).Scan(&s.Backlog, &s.Failed)
+	t, err := a.outbox.Totals(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("delivery figures: %w", err)
+		return nil, err
 	}
+	s.Backlog, s.Failed = t.Backlog, t.Failed
 	return s, nil
 }
 

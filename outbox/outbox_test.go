@@ -5,12 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,7 +24,7 @@ import (
 )
 
 // mustOutbox opens a database in a temporary directory with the portal's
-// migrations (app/migrations, applied in order) and returns an Outbox on
+// schema (Schema, applied in order) and returns an Outbox on
 // it, with a clock the test sets.
 func mustOutbox(tb testing.TB) (*Outbox, *time.Time) {
 	tb.Helper()
@@ -40,18 +40,20 @@ func mustOutbox(tb testing.TB) (*Outbox, *time.Time) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { r.Close(); w.Close() })
-	files, err := filepath.Glob(filepath.Join("..", "app", "migrations", "*.sql"))
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("migrations: %v", err)
+	// The outbox's own schema, applied in order as the portal's migrator
+	// does.
+	names, err := fs.Glob(Schema(), "*.sql")
+	if err != nil || len(names) == 0 {
+		tb.Fatalf("schema: %v", err)
 	}
-	sort.Strings(files)
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	sort.Strings(names)
+	for _, n := range names {
+		b, err := fs.ReadFile(Schema(), n)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		if _, err := w.Exec(string(b)); err != nil {
-			tb.Fatalf("%s: %v", f, err)
+			tb.Fatalf("%s: %v", n, err)
 		}
 	}
 	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)

@@ -6,6 +6,7 @@ import (
 	"encoding"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -163,10 +164,69 @@ func (s *HashStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 // GetUpload opens an existing upload.
 func (s *HashStore) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
 	up, err := s.inner.GetUpload(ctx, id)
-	if err != nil {
+	if err == nil {
+		info, ierr := up.GetInfo(ctx)
+		if ierr != nil || info.Storage[filestore.StorageKeyPath] == s.binPath(id) {
+			return &hashUpload{Upload: up, store: s, id: id, slot: -1}, ierr
+		}
+	}
+	// The .info names its data file somewhere else (or nowhere that
+	// exists): the data directory was moved or restored elsewhere.
+	moved, rerr := s.relocate(id)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if !moved {
+		return nil, err
+	}
+	if up, err = s.inner.GetUpload(ctx, id); err != nil {
 		return nil, err
 	}
 	return &hashUpload{Upload: up, store: s, id: id, slot: -1}, nil
+}
+
+// binPath is where an upload's data lives: <dir>/<id>.
+func (s *HashStore) binPath(id string) string { return filepath.Join(s.dir, id) }
+
+// relocate points the upload's .info at its data file in this store.
+// tusd's filestore records the data file's full path in .info when the
+// upload is created and opens that path ever after, so a data directory
+// that was moved, restored elsewhere or mounted at another path would have
+// its uploads write to (or read from) the old place, or not be found. It
+// reports whether it rewrote the .info.
+func (s *HashStore) relocate(id string) (bool, error) {
+	infoPath := filepath.Join(s.dir, id+".info")
+	b, err := os.ReadFile(infoPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read upload info: %w", err)
+	}
+	var info handler.FileInfo
+	if err := json.Unmarshal(b, &info); err != nil {
+		return false, fmt.Errorf("read upload info: %w", err)
+	}
+	want := s.binPath(id)
+	if info.Storage[filestore.StorageKeyPath] == want {
+		return false, nil
+	}
+	if info.Storage == nil {
+		info.Storage = map[string]string{}
+	}
+	info.Storage[filestore.StorageKeyPath] = want
+	if b, err = json.Marshal(info); err != nil {
+		return false, err
+	}
+	tmp := infoPath + ".relocate"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return false, storageError(fmt.Errorf("relocate upload info: %w", err))
+	}
+	if err := os.Rename(tmp, infoPath); err != nil {
+		os.Remove(tmp)
+		return false, fmt.Errorf("relocate upload info: %w", err)
+	}
+	return true, nil
 }
 
 func unwrap(up handler.Upload) handler.Upload {

@@ -231,3 +231,44 @@ func TestTerminateRemovesState(t *testing.T) {
 		t.Fatalf("files left after terminate: %v", left)
 	}
 }
+
+// A store opened on a copy of its directory works on the copy: tusd's
+// filestore records each data file's full path in .info, so without the
+// relocation the copy's uploads would write to the original's files.
+func TestStoreOnCopiedDirWritesToTheCopy(t *testing.T) {
+	orig := t.TempDir()
+	s := NewHashStore(orig)
+	data := random(t, 3000)
+	up := newUpload(t, s, int64(len(data)))
+	info, _ := up.GetInfo(context.Background())
+	if _, err := write(t, s, info.ID, 0, bytes.NewReader(data[:1000])); err != nil {
+		t.Fatal(err)
+	}
+	moved := t.TempDir()
+	for _, name := range []string{info.ID, info.ID + ".info", info.ID + ".sha256"} {
+		b, err := os.ReadFile(filepath.Join(orig, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(moved, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := NewHashStore(moved)
+	if _, err := write(t, c, info.ID, 1000, bytes.NewReader(data[1000:])); err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.GetUpload(context.Background(), info.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := finishSum(t, c, u); got != sum(data) {
+		t.Errorf("sum on the copy %s, want %s", got, sum(data))
+	}
+	if b, _ := os.ReadFile(filepath.Join(moved, info.ID)); !bytes.Equal(b, data) {
+		t.Errorf("the copy holds %d bytes, want all %d", len(b), len(data))
+	}
+	if b, _ := os.ReadFile(filepath.Join(orig, info.ID)); len(b) != 1000 {
+		t.Errorf("the original's data file changed: %d bytes, want 1000", len(b))
+	}
+}

@@ -3,15 +3,12 @@ package tus
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"testing/iotest"
 	"time"
-
-	"github.com/tus/tusd/v2/pkg/handler"
 )
 
 // Bodies that arrive in odd pieces, across many pipeline blocks, hash to
@@ -99,17 +96,15 @@ func TestWriteErrorKeepsState(t *testing.T) {
 	if !ok || good.Offset != 100_000 {
 		t.Fatalf("state after the first write = %+v, %v", good, ok)
 	}
-	// Point the upload's data file at /dev/full, where every write fails
-	// with ENOSPC.
-	infoPath := filepath.Join(dir, info.ID+".info")
-	raw, _ := os.ReadFile(infoPath)
-	var fi handler.FileInfo
-	if err := json.Unmarshal(raw, &fi); err != nil {
+	// Put /dev/full, where every write fails with ENOSPC, in place of the
+	// upload's data file.
+	dataPath := filepath.Join(dir, info.ID)
+	if err := os.Remove(dataPath); err != nil {
 		t.Fatal(err)
 	}
-	fi.Storage["Path"] = "/dev/full"
-	raw, _ = json.Marshal(fi)
-	os.WriteFile(infoPath, raw, 0o644)
+	if err := os.Symlink("/dev/full", dataPath); err != nil {
+		t.Fatal(err)
+	}
 
 	n, err := write(t, s, info.ID, 100_000, bytes.NewReader(data[100_000:]))
 	if err == nil || n != 0 {

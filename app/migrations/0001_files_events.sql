@@ -22,15 +22,5 @@ CREATE TABLE files (
 CREATE INDEX files_status_expires ON files (status, expires_at);
 CREATE INDEX files_owner ON files (owner_id, id);
 
--- The transactional outbox: events are written in the same transaction as
--- the change they describe. seq orders them; id is the public event_id.
-CREATE TABLE events (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,   -- UUIDv7, the payload's event_id and webhook-id
-    type       TEXT NOT NULL,
-    file_id    TEXT,
-    payload    BLOB NOT NULL,          -- the exact JSON bytes delivered
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX events_file ON events (file_id, seq);
-CREATE INDEX events_type ON events (type, seq);
+-- The outbox's events table was created here until the outbox took over its
+-- schema (outbox/schema/0001_outbox.sql creates it on new databases).

@@ -1,0 +1,155 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// EndpointStats are one endpoint's recent figures, for the web UI.
+type EndpointStats struct {
+	// Succeeded and Failed count the attempts since the window's start.
+	Succeeded, Failed int
+	// Pending counts the deliveries not finished yet.
+	Pending int
+	// LastFailure is the endpoint's latest failed attempt, if any.
+	LastFailure *Attempt
+}
+
+// EndpointStats returns the figures of endpoint id since since.
+func (o *Outbox) EndpointStats(ctx context.Context, id string, since time.Time) (EndpointStats, error) {
+	var s EndpointStats
+	err := o.r.QueryRowContext(ctx, `SELECT
+			COALESCE(SUM(CASE WHEN t.status_code BETWEEN 200 AND 299 THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN t.status_code BETWEEN 200 AND 299 THEN 0 ELSE 1 END), 0)
+		FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id
+		WHERE d.endpoint_id = ? AND t.attempted_at >= ?`, id, since.UnixMilli()).Scan(&s.Succeeded, &s.Failed)
+	if err != nil {
+		return s, fmt.Errorf("outbox: endpoint figures: %w", err)
+	}
+	err = o.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ? AND status IN (?, ?)`,
+		id, StatusPending, StatusDelivering).Scan(&s.Pending)
+	if err != nil {
+		return s, fmt.Errorf("outbox: endpoint figures: %w", err)
+	}
+	var at Attempt
+	var when int64
+	err = o.r.QueryRowContext(ctx, `SELECT t.attempted_at, t.duration_ms, t.url, t.status_code, t.response_body, t.error
+		FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id
+		WHERE d.endpoint_id = ? AND (t.status_code IS NULL OR t.status_code NOT BETWEEN 200 AND 299)
+		ORDER BY t.id DESC LIMIT 1`, id).Scan(&when, &at.DurationMS, &at.URL, &at.StatusCode, &at.ResponseBody, &at.Error)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return s, fmt.Errorf("outbox: endpoint figures: %w", err)
+	default:
+		at.AttemptedAt = time.UnixMilli(when).UTC()
+		s.LastFailure = &at
+	}
+	return s, nil
+}
+
+// Totals are the outbox's figures for the dashboard.
+type Totals struct {
+	Events int64
+	// Backlog counts deliveries not finished yet; Failed those that gave up.
+	Backlog, Failed int64
+}
+
+// Totals counts events and unfinished and failed deliveries.
+func (o *Outbox) Totals(ctx context.Context) (Totals, error) {
+	var t Totals
+	err := o.r.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM events),
+			(SELECT COUNT(*) FROM deliveries WHERE status IN (?, ?)),
+			(SELECT COUNT(*) FROM deliveries WHERE status = ?)`,
+		StatusPending, StatusDelivering, StatusFailed).Scan(&t.Events, &t.Backlog, &t.Failed)
+	if err != nil {
+		return t, fmt.Errorf("outbox: totals: %w", err)
+	}
+	return t, nil
+}
+
+// PruneEvents removes, in batches of batch, the events created before
+// before whose file is gone (or that have no file: test events) and that
+// have no delivery left to make; their deliveries and attempts go with
+// them. gone reports which of some file ids are gone (deleted) — the
+// outbox knows events, not files. Events of files that are not gone stay
+// whatever their age. It returns how many events it removed.
+func (o *Outbox) PruneEvents(ctx context.Context, before time.Time, batch int,
+	gone func(ctx context.Context, fileIDs []string) (map[string]bool, error)) (int, error) {
+	pruned := 0
+	after := int64(0) // seq of the last candidate looked at
+	for {
+		cands, err := o.pruneCandidates(ctx, before, after, batch)
+		if err != nil || len(cands) == 0 {
+			return pruned, err
+		}
+		after = cands[len(cands)-1].seq
+		var fileIDs []string
+		for _, c := range cands {
+			if c.fileID != "" {
+				fileIDs = append(fileIDs, c.fileID)
+			}
+		}
+		isGone, err := gone(ctx, fileIDs)
+		if err != nil {
+			return pruned, fmt.Errorf("outbox: prune: %w", err)
+		}
+		var ids []string
+		for _, c := range cands {
+			if c.fileID == "" || isGone[c.fileID] {
+				ids = append(ids, c.id)
+			}
+		}
+		n, err := o.deleteEvents(ctx, ids)
+		pruned += n
+		if err != nil || len(cands) < batch || ctx.Err() != nil {
+			return pruned, errors.Join(err, ctx.Err())
+		}
+	}
+}
+
+type pruneCandidate struct {
+	seq        int64
+	id, fileID string
+}
+
+// pruneCandidates lists up to batch events older than before, after seq
+// after, with no delivery pending or in flight.
+func (o *Outbox) pruneCandidates(ctx context.Context, before time.Time, after int64, batch int) ([]pruneCandidate, error) {
+	rows, err := o.r.QueryContext(ctx, `SELECT e.seq, e.id, COALESCE(e.file_id, '') FROM events e
+		WHERE e.created_at < ? AND e.seq > ?
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN (?, ?))
+		ORDER BY e.seq LIMIT ?`, before.UnixMilli(), after, StatusPending, StatusDelivering, batch)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: prune: %w", err)
+	}
+	defer rows.Close()
+	var out []pruneCandidate
+	for rows.Next() {
+		var c pruneCandidate
+		if err := rows.Scan(&c.seq, &c.id, &c.fileID); err != nil {
+			return nil, fmt.Errorf("outbox: prune: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// deleteEvents removes events by id (their deliveries and attempts
+// cascade), unless a delivery was queued for one meanwhile.
+func (o *Outbox) deleteEvents(ctx context.Context, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	res, err := o.w.ExecContext(ctx, `DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN (?, ?))`,
+		jsonList(ids), StatusPending, StatusDelivering)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: prune: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
