@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/doorito/portal/internal/keyset"
 	"github.com/doorito/portal/outbox"
 	"github.com/doorito/portal/tus"
 	"github.com/google/uuid"
@@ -282,7 +283,7 @@ func (a *App) sweep(ctx context.Context) {
 const fileColumns = `id, upload_id, filename, content_type, size_bytes, sha256, storage_backend, storage_bucket,
 	storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at, deleted_at, delete_reason`
 
-func scanFile(s interface{ Scan(...any) error }) (File, error) {
+func scanFile(s keyset.Scanner) (File, error) {
 	var f File
 	var meta string
 	var stored, expires int64
@@ -322,10 +323,14 @@ func (a *App) getFile(ctx context.Context, id string) (File, error) {
 // FileFilter selects files for listFiles.
 type FileFilter struct {
 	Status string
-	// OwnerID, when set, keeps only that user's files.
-	OwnerID string
-	Cursor  string
-	Limit   int
+	// OwnerID, when set, keeps only that user's files; OwnerUsername
+	// likewise by name.
+	OwnerID       string
+	OwnerUsername string
+	// ExpiringBefore, when set, keeps stored files that expire by then.
+	ExpiringBefore *time.Time
+	Cursor         string
+	Limit          int
 }
 
 // FilePage is one page of files, newest first.
@@ -337,41 +342,22 @@ type FilePage struct {
 // listFiles returns files matching f, newest first. The cursor is the last
 // id of the previous page (UUIDv7 ids sort by creation time).
 func (a *App) listFiles(ctx context.Context, f FileFilter) (FilePage, error) {
-	q := "SELECT " + fileColumns + " FROM files WHERE 1=1"
-	var args []any
-	if f.Status != "" {
-		q += " AND status = ?"
-		args = append(args, f.Status)
+	q := keyset.Select("SELECT "+fileColumns+" FROM files").
+		Eq("status", f.Status).Eq("owner_id", f.OwnerID).Eq("owner_username", f.OwnerUsername)
+	if f.ExpiringBefore != nil {
+		q.Where("status = ? AND expires_at <= ?", StatusStored, f.ExpiringBefore.UnixMilli())
 	}
-	if f.OwnerID != "" {
-		q += " AND owner_id = ?"
-		args = append(args, f.OwnerID)
-	}
+	var after any
 	if f.Cursor != "" {
-		q += " AND id < ?"
-		args = append(args, f.Cursor)
+		after = f.Cursor
 	}
-	q += " ORDER BY id DESC LIMIT ?"
-	args = append(args, f.Limit+1)
-	rows, err := a.db.R.QueryContext(ctx, q, args...)
+	items, more, err := keyset.Page(ctx, a.db.R, q, "id", after, f.Limit, scanFile)
 	if err != nil {
 		return FilePage{}, fmt.Errorf("list files: %w", err)
 	}
-	defer rows.Close()
-	page := FilePage{Items: []File{}}
-	for rows.Next() {
-		file, err := scanFile(rows)
-		if err != nil {
-			return FilePage{}, fmt.Errorf("list files: %w", err)
-		}
-		page.Items = append(page.Items, file)
-	}
-	if err := rows.Err(); err != nil {
-		return FilePage{}, fmt.Errorf("list files: %w", err)
-	}
-	if len(page.Items) > f.Limit {
-		page.Items = page.Items[:f.Limit]
-		page.NextCursor = page.Items[f.Limit-1].ID
+	page := FilePage{Items: items}
+	if more {
+		page.NextCursor = items[len(items)-1].ID
 	}
 	return page, nil
 }

@@ -153,40 +153,23 @@ func (a *App) uiListFiles(r *http.Request, q webui.FileQuery) (webui.FilePage, e
 			return webui.FilePage{}, uiBadRequest("That page link is not valid.")
 		}
 	}
-	sqlq := "SELECT " + fileColumns + " FROM files WHERE 1=1"
-	var args []any
-	if q.Status != "" {
-		sqlq += " AND status = ?"
-		args = append(args, q.Status)
-	}
+	f := FileFilter{Status: q.Status, Cursor: q.Cursor, Limit: q.Limit}
 	if !u.IsAdmin() {
-		sqlq += " AND owner_id = ?"
-		args = append(args, u.ID)
-	} else if q.Owner != "" {
-		sqlq += " AND owner_username = ?"
-		args = append(args, q.Owner)
+		f.OwnerID = u.ID
+	} else {
+		f.OwnerUsername = q.Owner
 	}
 	if q.Expiring {
-		sqlq += " AND status = ? AND expires_at <= ?"
-		args = append(args, StatusStored, a.cfg.Now().Add(a.expiringWindow()).UnixMilli())
+		by := a.cfg.Now().Add(a.expiringWindow())
+		f.ExpiringBefore = &by
 	}
-	if q.Cursor != "" {
-		sqlq += " AND id < ?"
-		args = append(args, q.Cursor)
-	}
-	sqlq += " ORDER BY id DESC LIMIT ?"
-	args = append(args, q.Limit+1)
-	files, err := queryFiles(r.Context(), a.db.R, sqlq, args...)
+	files, err := a.listFiles(r.Context(), f)
 	if err != nil {
-		return webui.FilePage{}, fmt.Errorf("list files: %w", err)
+		return webui.FilePage{}, err
 	}
-	page := webui.FilePage{Items: make([]webui.File, 0, len(files))}
-	for _, f := range files {
+	page := webui.FilePage{Items: make([]webui.File, 0, len(files.Items)), NextCursor: files.NextCursor}
+	for _, f := range files.Items {
 		page.Items = append(page.Items, uiFile(f))
-	}
-	if len(page.Items) > q.Limit {
-		page.Items = page.Items[:q.Limit]
-		page.NextCursor = page.Items[q.Limit-1].ID
 	}
 	return page, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/doorito/portal/internal/keyset"
 	"strings"
 	"time"
 
@@ -75,7 +76,7 @@ const deliveryColumns = `d.id, d.event_id, ev.type, d.endpoint_id, ep.url, d.sta
 
 const deliveryFrom = ` FROM deliveries d JOIN events ev ON ev.id = d.event_id JOIN endpoints ep ON ep.id = d.endpoint_id`
 
-func scanDelivery(s scanner) (Delivery, error) {
+func scanDelivery(s keyset.Scanner) (Delivery, error) {
 	var d Delivery
 	var next, last, code sql.NullInt64
 	var lastErr sql.NullString
@@ -146,37 +147,22 @@ type DeliveryPage struct {
 
 // ListDeliveries returns deliveries, newest first.
 func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (DeliveryPage, error) {
-	q := "SELECT " + deliveryColumns + deliveryFrom + " WHERE 1=1"
-	var args []any
-	if f.EndpointID != "" {
-		q += " AND d.endpoint_id = ?"
-		args = append(args, f.EndpointID)
-	}
-	if f.Status != "" {
-		q += " AND d.status = ?"
-		args = append(args, f.Status)
-	}
-	if f.EventType != "" {
-		q += " AND ev.type = ?"
-		args = append(args, f.EventType)
-	}
+	var after any
 	if f.Cursor != "" {
 		if _, err := uuid.Parse(f.Cursor); err != nil {
 			return DeliveryPage{}, ErrBadCursor
 		}
-		q += " AND d.id < ?"
-		args = append(args, f.Cursor)
+		after = f.Cursor
 	}
-	q += " ORDER BY d.id DESC LIMIT ?"
-	args = append(args, f.Limit+1)
-	ds, err := o.queryDeliveries(ctx, q, args...)
+	q := keyset.Select("SELECT "+deliveryColumns+deliveryFrom).
+		Eq("d.endpoint_id", f.EndpointID).Eq("d.status", f.Status).Eq("ev.type", f.EventType)
+	items, more, err := keyset.Page(ctx, o.r, q, "d.id", after, f.Limit, scanDelivery)
 	if err != nil {
-		return DeliveryPage{}, err
+		return DeliveryPage{}, fmt.Errorf("outbox: list deliveries: %w", err)
 	}
-	page := DeliveryPage{Items: ds}
-	if len(ds) > f.Limit {
-		page.Items = ds[:f.Limit]
-		page.NextCursor = page.Items[f.Limit-1].ID
+	page := DeliveryPage{Items: items}
+	if more {
+		page.NextCursor = items[len(items)-1].ID
 	}
 	return page, nil
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/doorito/portal/internal/keyset"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -176,45 +177,23 @@ var ErrBadCursor = errors.New("invalid cursor")
 
 // List returns events matching f, newest first.
 func (o *Outbox) List(ctx context.Context, f EventFilter) (EventPage, error) {
-	q := "SELECT seq, id, type, COALESCE(file_id, ''), payload, created_at FROM events WHERE 1=1"
-	var args []any
-	if f.Type != "" {
-		q += " AND type = ?"
-		args = append(args, f.Type)
-	}
-	if f.FileID != "" {
-		q += " AND file_id = ?"
-		args = append(args, f.FileID)
-	}
+	var after any
 	if f.Cursor != "" {
 		seq, err := strconv.ParseInt(f.Cursor, 10, 64)
 		if err != nil || seq <= 0 {
 			return EventPage{}, ErrBadCursor
 		}
-		q += " AND seq < ?"
-		args = append(args, seq)
+		after = seq
 	}
-	q += " ORDER BY seq DESC LIMIT ?"
-	args = append(args, f.Limit+1)
-	rows, err := o.r.QueryContext(ctx, q, args...)
+	q := keyset.Select("SELECT seq, id, type, COALESCE(file_id, ''), payload, created_at FROM events").
+		Eq("type", f.Type).Eq("file_id", f.FileID)
+	items, more, err := keyset.Page(ctx, o.r, q, "seq", after, f.Limit, scanEvent)
 	if err != nil {
 		return EventPage{}, fmt.Errorf("outbox: list events: %w", err)
 	}
-	defer rows.Close()
-	page := EventPage{Items: []Event{}}
-	for rows.Next() {
-		ev, err := scanEvent(rows)
-		if err != nil {
-			return EventPage{}, err
-		}
-		page.Items = append(page.Items, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return EventPage{}, fmt.Errorf("outbox: list events: %w", err)
-	}
-	if len(page.Items) > f.Limit {
-		page.Items = page.Items[:f.Limit]
-		page.NextCursor = strconv.FormatInt(page.Items[f.Limit-1].Seq, 10)
+	page := EventPage{Items: items}
+	if more {
+		page.NextCursor = strconv.FormatInt(items[len(items)-1].Seq, 10)
 	}
 	return page, nil
 }
@@ -232,7 +211,7 @@ func (o *Outbox) Get(ctx context.Context, id string) (Event, error) {
 
 type scanner interface{ Scan(...any) error }
 
-func scanEvent(s scanner) (Event, error) {
+func scanEvent(s keyset.Scanner) (Event, error) {
 	var ev Event
 	var payload []byte
 	var created int64

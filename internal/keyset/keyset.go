@@ -1,0 +1,89 @@
+// Package keyset builds the portal's list queries: filters that apply only
+// when they are set, rows newest first by a unique key, and pages that go
+// on after a cursor (the last key of the page before) instead of an
+// OFFSET, so a page costs the same at any depth and rows added meanwhile
+// neither repeat nor get skipped.
+package keyset
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+)
+
+// Query is a SELECT with its conditions.
+type Query struct {
+	sel   string
+	conds []string
+	args  []any
+}
+
+// Select starts a query from "SELECT <columns> FROM <tables>".
+func Select(sel string) *Query { return &Query{sel: sel} }
+
+// Where adds a condition with its arguments.
+func (q *Query) Where(cond string, args ...any) *Query {
+	q.conds = append(q.conds, cond)
+	q.args = append(q.args, args...)
+	return q
+}
+
+// Eq adds "col = v" when v is not empty.
+func (q *Query) Eq(col, v string) *Query {
+	if v == "" {
+		return q
+	}
+	return q.Where(col+" = ?", v)
+}
+
+// Querier runs queries: a *sql.DB or a *sql.Tx.
+type Querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Scanner is a row to scan: *sql.Row or *sql.Rows.
+type Scanner interface{ Scan(dest ...any) error }
+
+// Page runs q newest first by the unique column key, on rows after the
+// cursor value after (nil: from the newest), at most limit of them. more
+// reports whether older rows remain: the caller's next cursor is then the
+// key of the last item.
+func Page[T any](ctx context.Context, db Querier, q *Query, key string, after any, limit int,
+	scan func(Scanner) (T, error)) (items []T, more bool, err error) {
+	conds, args := q.conds, q.args
+	if after != nil {
+		conds = append(conds[:len(conds):len(conds)], key+" < ?")
+		args = append(args[:len(args):len(args)], after)
+	}
+	var b strings.Builder
+	b.WriteString(q.sel)
+	for i, c := range conds {
+		if i == 0 {
+			b.WriteString(" WHERE ")
+		} else {
+			b.WriteString(" AND ")
+		}
+		b.WriteString(c)
+	}
+	b.WriteString(" ORDER BY " + key + " DESC LIMIT ?")
+	rows, err := db.QueryContext(ctx, b.String(), append(args[:len(args):len(args)], limit+1)...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	items = make([]T, 0, limit)
+	for rows.Next() {
+		item, err := scan(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		items = append(items, item)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if len(items) > limit {
+		return items[:limit], true, nil
+	}
+	return items, false, nil
+}
