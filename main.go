@@ -409,7 +409,7 @@ func userCmd(args []string, stdin io.Reader, getenv func(string) string, stdout,
 // tokenCmd runs `portal token create`: it issues an API token for a user
 // in the data dir and prints it, the only time it is shown.
 func tokenCmd(args []string, stdout, stderr io.Writer) int {
-	usage := "Usage: portal token create [--data-dir D] --username U [--name N] [--expires 720h]"
+	usage := "Usage: portal token create [--data-dir D] --username U [--name N] [--expires 720h] [--scopes files:read,events:read]"
 	if len(args) == 0 || args[0] != "create" {
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -420,6 +420,7 @@ func tokenCmd(args []string, stdout, stderr io.Writer) int {
 	username := fs.String("username", "", "the `user` the token acts as")
 	name := fs.String("name", "cli", "a `name` to recognise the token by")
 	expires := fs.Duration("expires", 0, "lifetime (e.g. 720h); 0 for a token that does not expire")
+	scopes := fs.String("scopes", "", "comma-separated `scopes` the token is narrowed to (docs/auth.md); none: all the user's rights")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, usage)
 		fs.PrintDefaults()
@@ -431,7 +432,13 @@ func tokenCmd(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	t, secret, err := app.CreateToken(context.Background(), *dataDir, *username, *name, *expires)
+	var scopeList []string
+	for _, s := range strings.Split(*scopes, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			scopeList = append(scopeList, s)
+		}
+	}
+	t, secret, err := app.CreateToken(context.Background(), *dataDir, *username, *name, *expires, scopeList)
 	if err != nil {
 		fmt.Fprintln(stderr, "portal:", err)
 		return 1

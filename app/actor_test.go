@@ -65,16 +65,16 @@ func TestActorWhenSweepFinalizes(t *testing.T) {
 	}
 }
 
-// requestActor names the authenticated user (for events a request causes,
+// identityActor names the authenticated user (for events a request causes,
 // such as a user's delete) and is null without one.
 func TestRequestActor(t *testing.T) {
 	r, _ := http.NewRequest(http.MethodDelete, "/", nil)
-	if act := requestActor(r); act.UserID != nil || act.Username != nil {
+	if act := identityActor(requestIdentity(r)); act.UserID != nil || act.Username != nil {
 		t.Fatalf("anonymous actor = %+v", act)
 	}
 	u := &User{ID: "01a207ca-0673-7e8a-93d4-b765bcb0528a", Username: "uma", Role: RoleUploader}
 	r = r.WithContext(context.WithValue(r.Context(), principalKey, principal{user: u, via: "token"}))
-	if act := requestActor(r); deref(act.UserID) != u.ID || deref(act.Username) != "uma" {
+	if act := identityActor(requestIdentity(r)); deref(act.UserID) != u.ID || deref(act.Username) != "uma" {
 		t.Fatalf("actor = %+v", act)
 	}
 }

@@ -1,41 +1,28 @@
 package app
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
 	"net/http"
-	"os"
-
-	"github.com/google/uuid"
+	"time"
 )
 
-// apiListFiles serves GET /api/v1/files?status=&limit=&cursor=.
+// apiListFiles serves GET /api/v1/files?status=&owner=&expiring=&limit=&cursor=.
 func (a *App) apiListFiles(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	limit, err := parseLimit(q.Get("limit"))
+	limit, err := queryLimit(q)
 	if err != nil {
-		return errBadRequest(err.Error())
+		return err
 	}
-	status := q.Get("status")
-	if status != "" && status != StatusStored && status != StatusDeleted {
-		return errBadRequest("status must be stored or deleted")
+	expiring, err := queryBool(q, "expiring")
+	if err != nil {
+		return err
 	}
-	cursor := q.Get("cursor")
-	if cursor != "" {
-		if _, err := uuid.Parse(cursor); err != nil {
-			return errBadRequest("invalid cursor")
-		}
-	}
-	filter := FileFilter{Status: status, Cursor: cursor, Limit: limit}
-	u := requestUser(r)
-	if u == nil {
-		return errNoAuth("authentication required")
-	}
-	if !u.IsAdmin() {
-		filter.OwnerID = u.ID // uploaders list their own files
-	}
-	page, err := a.listFiles(r.Context(), filter)
+	page, err := a.ops.ListFiles(r.Context(), requestIdentity(r), FileQuery{Status: q.Get("status"),
+		Owner: q.Get("owner"), Expiring: expiring, Cursor: q.Get("cursor"), Limit: limit})
 	if err != nil {
 		return err
 	}
@@ -43,25 +30,13 @@ func (a *App) apiListFiles(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// fileFromPath loads the file named by the {id} path value.
-func (a *App) fileFromPath(r *http.Request) (File, error) {
-	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
-		return File{}, errBadRequest("file id must be a UUID")
-	}
-	f, err := a.getFile(r.Context(), id)
-	if errors.Is(err, ErrNotFound) {
-		return File{}, errNotFound("file")
-	}
-	if err == nil && !mayAccessFile(requestUser(r), f) {
-		return File{}, errNotFound("file") // someone else's file: as if it did not exist
-	}
-	return f, err
-}
-
 // apiGetFile serves GET /api/v1/files/{id}.
 func (a *App) apiGetFile(w http.ResponseWriter, r *http.Request) error {
-	f, err := a.fileFromPath(r)
+	id, err := pathUUID(r, "file")
+	if err != nil {
+		return err
+	}
+	f, err := a.ops.GetFile(r.Context(), requestIdentity(r), id)
 	if err != nil {
 		return err
 	}
@@ -72,19 +47,13 @@ func (a *App) apiGetFile(w http.ResponseWriter, r *http.Request) error {
 // apiFileContent serves GET /api/v1/files/{id}/content: the stored bytes,
 // with range requests, under the file's name.
 func (a *App) apiFileContent(w http.ResponseWriter, r *http.Request) error {
-	f, err := a.fileFromPath(r)
+	id, err := pathUUID(r, "file")
 	if err != nil {
 		return err
 	}
-	if f.Status != StatusStored {
-		return &Error{Status: http.StatusGone, Code: "gone", Message: "the file was deleted"}
-	}
-	fh, err := a.tus.Open(r.Context(), f.UploadID)
-	if errors.Is(err, os.ErrNotExist) {
-		return &Error{Status: http.StatusGone, Code: "gone", Message: "the file's bytes are gone"}
-	}
+	f, fh, err := a.ops.OpenFile(r.Context(), requestIdentity(r), id)
 	if err != nil {
-		return fmt.Errorf("open file %s: %w", f.ID, err)
+		return err
 	}
 	defer fh.Close()
 	w.Header().Set("Content-Type", f.ContentType)
@@ -93,5 +62,78 @@ func (a *App) apiFileContent(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Security-Policy", "sandbox")
 	w.Header().Set("Digest", "sha-256="+f.SHA256)
 	http.ServeContent(w, r, "", f.StoredAt, fh)
+	return nil
+}
+
+// apiDeleteFile serves DELETE /api/v1/files/{id}: 204, also for a file
+// deleted before.
+func (a *App) apiDeleteFile(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathUUID(r, "file")
+	if err != nil {
+		return err
+	}
+	if err := a.ops.DeleteFile(r.Context(), requestIdentity(r), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// fileChange is the body of PATCH /api/v1/files/{id}: exactly one of
+// expires_at (RFC 3339) and ttl (the file's lifetime from stored_at:
+// whole seconds, as a number or a string, or a Go duration like "48h").
+type fileChange struct {
+	ExpiresAt *string         `json:"expires_at"`
+	TTL       json.RawMessage `json:"ttl"`
+}
+
+// expiryChange decodes the change.
+func (ch fileChange) expiryChange() (ExpiryChange, error) {
+	var out ExpiryChange
+	if ch.ExpiresAt != nil {
+		t, err := time.Parse(time.RFC3339, *ch.ExpiresAt)
+		if err != nil {
+			return out, errBadRequest("expires_at must be an RFC 3339 time like 2026-12-01T09:00:00Z")
+		}
+		out.ExpiresAt = &t
+	}
+	if len(ch.TTL) > 0 && !bytes.Equal(ch.TTL, []byte("null")) {
+		s := string(ch.TTL)
+		if ch.TTL[0] == '"' {
+			if err := json.Unmarshal(ch.TTL, &s); err != nil {
+				return out, errBadRequest("ttl must be whole seconds or a duration like 48h")
+			}
+		}
+		d, err := parseTTL(s)
+		if err != nil {
+			return out, errBadRequest(fmt.Sprintf("ttl: %v (whole seconds or a duration like 48h)", err))
+		}
+		out.TTL = &d
+	}
+	return out, nil
+}
+
+// apiPatchFile serves PATCH /api/v1/files/{id} (admins): the file's expiry.
+func (a *App) apiPatchFile(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathUUID(r, "file")
+	if err != nil {
+		return err
+	}
+	var ch fileChange
+	if err := decodeJSON(w, r, &ch, false); err != nil {
+		return err
+	}
+	change, err := ch.expiryChange()
+	if err != nil {
+		return err
+	}
+	f, err := a.ops.SetFileExpiry(r.Context(), requestIdentity(r), id, change)
+	if errors.Is(err, ErrNotFound) {
+		return errNotFound("file")
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, f)
 	return nil
 }

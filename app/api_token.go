@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/doorito/portal/app/access"
 )
 
 // createTokenRequest is the optional body of POST /api/v1/tokens.
@@ -16,6 +16,8 @@ type createTokenRequest struct {
 	// ExpiresIn is a Go duration ("720h") or a number of seconds; absent
 	// means the token does not expire.
 	ExpiresIn json.RawMessage `json:"expires_in"`
+	// Scopes narrow the token (see docs/auth.md); absent: unscoped.
+	Scopes []string `json:"scopes"`
 }
 
 // createdToken is a new token with its secret, shown this once.
@@ -53,17 +55,15 @@ func parseExpiresIn(raw json.RawMessage) (time.Duration, error) {
 }
 
 // apiCreateToken serves POST /api/v1/tokens: with HTTP Basic
-// username/password (or a web session) it issues a token for that user.
-// A bearer token cannot mint tokens, so a leaked, expiring token cannot
-// outlive itself. Rate limited per client address.
+// username/password (or a web session) it mints a token for that user.
+// Rate limited per client address.
 func (a *App) apiCreateToken(w http.ResponseWriter, r *http.Request) error {
 	if a.rateLimited(w, r) {
 		return nil
 	}
-	var u User
+	var id access.Identity
 	if name, pw, ok := r.BasicAuth(); ok {
-		var err error
-		u, err = a.checkCredentials(r.Context(), name, pw)
+		u, err := a.checkCredentials(r.Context(), name, pw)
 		if errors.Is(err, ErrBadCredentials) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="portal", charset="UTF-8"`)
 			return &Error{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: ErrBadCredentials.Error()}
@@ -71,37 +71,28 @@ func (a *App) apiCreateToken(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		id = principal{user: &u, via: "password"}.identity()
 	} else if p := principalFrom(r.Context()); p.via == "session" && !p.bad {
 		if e := a.needUser(r, p); e != nil {
 			return e
 		}
-		u = *p.user
+		id = p.identity()
 	} else {
 		w.Header().Set("WWW-Authenticate", `Basic realm="portal", charset="UTF-8"`)
 		return errNoAuth("tokens are issued for a username and password: use HTTP Basic authentication")
 	}
 	req := createTokenRequest{Name: "api"}
-	if err := decodeUserJSON(w, r, &req); err != nil {
+	if err := decodeJSON(w, r, &req, true); err != nil {
 		return err
 	}
 	ttl, err := parseExpiresIn(req.ExpiresIn)
 	if err != nil {
 		return errBadRequest(err.Error())
 	}
-	if err := checkTokenName(req.Name); err != nil {
-		return errBadRequest(err.Error())
-	}
-	now := a.cfg.Now()
-	var exp *time.Time
-	if ttl > 0 {
-		e := now.Add(ttl)
-		exp = &e
-	}
-	t, secret, err := insertToken(r.Context(), a.db.W, u, req.Name, now, exp)
+	t, secret, err := a.ops.CreateToken(r.Context(), id, NewToken{Name: req.Name, TTL: ttl, Scopes: req.Scopes})
 	if err != nil {
 		return err
 	}
-	a.log.Info("token created", "token_id", t.ID, "user_id", u.ID, "name", t.Name)
 	writeJSON(w, http.StatusCreated, createdToken{Token: t, Secret: secret})
 	return nil
 }
@@ -109,12 +100,7 @@ func (a *App) apiCreateToken(w http.ResponseWriter, r *http.Request) error {
 // apiListTokens serves GET /api/v1/tokens: the caller's tokens; an
 // admin's list holds every user's.
 func (a *App) apiListTokens(w http.ResponseWriter, r *http.Request) error {
-	u := requestUser(r)
-	owner := u.ID
-	if u.IsAdmin() {
-		owner = ""
-	}
-	ts, err := listTokens(r.Context(), a.db.R, owner)
+	ts, err := a.ops.ListTokens(r.Context(), requestIdentity(r))
 	if err != nil {
 		return err
 	}
@@ -125,23 +111,13 @@ func (a *App) apiListTokens(w http.ResponseWriter, r *http.Request) error {
 // apiRevokeToken serves DELETE /api/v1/tokens/{id}: revokes one of the
 // caller's tokens (an admin: anyone's). Someone else's token is 404.
 func (a *App) apiRevokeToken(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if _, err := uuid.Parse(id); err != nil {
-		return errBadRequest("token id must be a UUID")
-	}
-	u := requestUser(r)
-	owner := u.ID
-	if u.IsAdmin() {
-		owner = ""
-	}
-	err := revokeToken(r.Context(), a.db.W, id, owner, a.cfg.Now())
-	if errors.Is(err, ErrNotFound) {
-		return errNotFound("token")
-	}
+	id, err := pathUUID(r, "token")
 	if err != nil {
 		return err
 	}
-	a.log.Info("token revoked", "token_id", id, "by", u.ID)
+	if err := a.ops.RevokeToken(r.Context(), requestIdentity(r), id); err != nil {
+		return err
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -28,6 +28,7 @@ type App struct {
 	db        *DB
 	dirLock   *os.File // flock held while serving the data directory
 	outbox    *outbox.Outbox
+	ops       *Ops
 	tus       *tus.Server
 	publicURL string
 	registry  *prometheus.Registry
@@ -90,6 +91,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 	a.outbox = outbox.New(a.db.W, a.db.R, outbox.WithClock(a.cfg.Now))
 	a.webhooks = a.newDispatcher()
+	a.ops = newOps(a)
 	if err := a.ensureAdmin(ctx); err != nil {
 		return err
 	}

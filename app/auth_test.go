@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/doorito/portal/app/access"
 )
 
 // tusHdr returns tus request headers plus extra.
@@ -89,21 +92,23 @@ func randomToken() string {
 	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
 }
 
-// The identities every route is tried with.
-var identities = []string{"anonymous", "bad token", "expired token", "other uploader", "uploader", "admin"}
+// The identities every route is tried with: anonymous, bad credentials,
+// two uploaders, an admin, and scoped tokens: a runner's (an admin's token
+// narrowed to reading files and events, docs/auth.md) and an uploader's
+// narrowed to reading files.
+var identities = []string{"anonymous", "bad token", "expired token", "other uploader", "uploader", "admin",
+	"runner", "uploader files:read"}
 
 // want is the status each identity must get.
 type want map[string]int
 
-// private: no credentials, bad and expired tokens get 401.
-func private(uploader, other, admin int) want {
-	return want{"anonymous": 401, "bad token": 401, "expired token": 401,
-		"uploader": uploader, "other uploader": other, "admin": admin}
-}
-
 // public: every identity gets st (credentials are ignored).
 func public(st int) want {
-	return want{"anonymous": st, "bad token": st, "expired token": st, "uploader": st, "other uploader": st, "admin": st}
+	w := want{}
+	for _, id := range identities {
+		w[id] = st
+	}
+	return w
 }
 
 // request is one request of the matrix; its path is relative to the portal.
@@ -114,17 +119,26 @@ type request struct {
 
 // matrixRow tries one route with every identity. req runs once per
 // identity, so rows that change state get a fresh target each time.
+// Rows of protected routes name the operation (op) and whether the
+// target belongs to "uploader" (owned; with anonymous uploads on, the
+// anonymous rows' targets are anonymous): what each identity gets follows
+// from the access policy (expect). Public rows give want directly.
 type matrixRow struct {
 	route string // the pattern routes() registered that this row exercises
 	name  string
 	req   func(t *testing.T) request
-	want  want
+	op    access.Op
+	owned bool
+	ok    int  // the status of an identity the policy lets through
+	want  want // public rows (and special cases): the statuses themselves
 }
 
 // matrixFixture is the world the matrix runs in.
 type matrixFixture struct {
 	a                 *App
-	up, other         User
+	policy            access.Policy
+	up, other, admin  User
+	idents            map[string]access.Identity
 	tokens            map[string]string // identity -> bearer token
 	fileID, eventID   string            // a stored file of the uploader, and its event
 	doneURL, openURL  string            // the uploader's completed and incomplete uploads
@@ -134,17 +148,42 @@ type matrixFixture struct {
 func newMatrixFixture(t *testing.T, cfg Config) *matrixFixture {
 	cfg.AuthRateLimit = -1 // the matrix logs in many times
 	a := MustOpen(t, cfg)
-	f := &matrixFixture{a: a}
+	f := &matrixFixture{a: a, policy: access.Policy{AnonymousUploads: cfg.AnonymousUploads}}
 	f.up = mustUser(t, a, "uma", RoleUploader)
 	f.other = mustUser(t, a, "otto", RoleUploader)
+	admin, _, err := userByName(t.Context(), a.db.R, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.admin = admin
 	past := time.Now().Add(-time.Hour)
+	scoped := func(u User, scopes ...access.Scope) string {
+		_, secret, err := insertToken(t.Context(), a.db.W, u, "scoped", scopes, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return secret
+	}
 	f.tokens = map[string]string{
-		"anonymous":      "",
-		"bad token":      randomToken(),
-		"expired token":  mustToken(t, a, f.up, &past),
-		"other uploader": mustToken(t, a, f.other, nil),
-		"uploader":       mustToken(t, a, f.up, nil),
-		"admin":          mustAdminToken(t, a),
+		"anonymous":           "",
+		"bad token":           randomToken(),
+		"expired token":       mustToken(t, a, f.up, &past),
+		"other uploader":      mustToken(t, a, f.other, nil),
+		"uploader":            mustToken(t, a, f.up, nil),
+		"admin":               mustAdminToken(t, a),
+		"runner":              scoped(admin, access.ScopeFilesRead, access.ScopeEventsRead),
+		"uploader files:read": scoped(f.up, access.ScopeFilesRead),
+	}
+	ident := func(u User, scopes ...access.Scope) access.Identity {
+		return access.Identity{UserID: u.ID, Username: u.Username, Role: u.Role, Scopes: scopes, Via: "token"}
+	}
+	f.idents = map[string]access.Identity{
+		"anonymous":           {},
+		"other uploader":      ident(f.other),
+		"uploader":            ident(f.up),
+		"admin":               ident(admin),
+		"runner":              ident(admin, access.ScopeFilesRead, access.ScopeEventsRead),
+		"uploader files:read": ident(f.up, access.ScopeFilesRead),
 	}
 	tok := f.tokens["uploader"]
 	f.doneURL = createAs(t, a, tok, 3, nil)
@@ -161,6 +200,34 @@ func newMatrixFixture(t *testing.T, cfg Config) *matrixFixture {
 		f.anonURL = createAs(t, a, "", 10, nil)
 	}
 	return f
+}
+
+// expect is what every identity gets for a protected row, by the access
+// policy: 401 without (valid) credentials, 403 without the right, 404 for
+// a target of someone else within Own reach, else the row's ok.
+func (f *matrixFixture) expect(row matrixRow) want {
+	if row.want != nil {
+		return row.want
+	}
+	w := want{"bad token": 401, "expired token": 401}
+	owner := f.up.ID
+	if f.policy.AnonymousUploads && strings.Contains(row.name, "anonymous upload") {
+		owner = ""
+	}
+	for name, id := range f.idents {
+		reach, err := f.policy.Check(id, row.op)
+		switch {
+		case errors.Is(err, access.ErrUnauthenticated):
+			w[name] = 401
+		case err != nil:
+			w[name] = 403
+		case row.owned && reach == access.Own && id.UserID != owner:
+			w[name] = 404
+		default:
+			w[name] = row.ok
+		}
+	}
+	return w
 }
 
 // path returns the path of a URL on the portal.
@@ -180,137 +247,141 @@ func (f *matrixFixture) freshFile(t *testing.T) string {
 
 var patchHdr = tusHdr(map[string]string{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
 
+func static(method, path string) func(*testing.T) request {
+	return func(*testing.T) request { return request{method: method, path: path} }
+}
+
+func tusReq(method, path string) func(*testing.T) request {
+	return func(*testing.T) request { return request{method: method, path: path, hdr: tusHdr(nil)} }
+}
+
 func (f *matrixFixture) rows() []matrixRow {
-	static := func(method, path string) func(*testing.T) request {
-		return func(*testing.T) request { return request{method: method, path: path} }
-	}
-	tus := func(method, path string) func(*testing.T) request {
-		return func(*testing.T) request { return request{method: method, path: path, hdr: tusHdr(nil)} }
-	}
 	n := 0
 	unique := func(prefix string) string { n++; return fmt.Sprintf("%s%d", prefix, n) }
+	tokenMinted := public(401)
 	return []matrixRow{
-		{"GET /healthz", "health", static("GET", "/healthz"), public(200)},
-		{"GET /readyz", "readiness", static("GET", "/readyz"), public(200)},
-		{"GET /metrics", "metrics", static("GET", "/metrics"), public(200)},
-		{"GET /schemas/{name}", "schema", static("GET", "/schemas/file.uploaded.json"), public(200)},
-		{"/", "web UI", static("GET", "/"), public(200)},
-		{"GET /login", "login form", static("GET", "/login"), public(200)},
-		{"POST /login", "login with wrong password", func(*testing.T) request {
+		{route: "GET /healthz", name: "health", req: static("GET", "/healthz"), want: public(200)},
+		{route: "GET /readyz", name: "readiness", req: static("GET", "/readyz"), want: public(200)},
+		{route: "GET /metrics", name: "metrics", req: static("GET", "/metrics"), want: public(200)},
+		{route: "GET /schemas/{name}", name: "schema", req: static("GET", "/schemas/file.uploaded.json"), want: public(200)},
+		{route: "/", name: "web UI", req: static("GET", "/"), want: public(200)},
+		{route: "GET /login", name: "login form", req: static("GET", "/login"), want: public(200)},
+		{route: "POST /login", name: "login with wrong password", req: func(*testing.T) request {
 			return request{method: "POST", path: "/login", body: `{"username":"uma","password":"wrong-password"}`,
 				hdr: map[string]string{"Content-Type": "application/json"}}
-		}, public(401)},
-		{"POST /logout", "logout", func(*testing.T) request {
+		}, want: public(401)},
+		{route: "POST /logout", name: "logout", req: func(*testing.T) request {
 			return request{method: "POST", path: "/logout", hdr: map[string]string{"Accept": "application/json"}}
-		}, public(204)},
+		}, want: public(204)},
 
-		{"GET /api/v1/me", "who am I", static("GET", "/api/v1/me"), private(200, 200, 200)},
+		{route: "GET /api/v1/me", name: "who am I", req: static("GET", "/api/v1/me"), op: access.Me, ok: 200},
 		// Tokens are minted with a password (or a web session), never with
 		// another token.
-		{"POST /api/v1/tokens", "token from a token", static("POST", "/api/v1/tokens"), private(401, 401, 401)},
-		{"GET /api/v1/tokens", "list tokens", static("GET", "/api/v1/tokens"), private(200, 200, 200)},
-		{"DELETE /api/v1/tokens/{id}", "revoke the uploader's token", func(t *testing.T) request {
-			tok, _, err := insertToken(t.Context(), f.a.db.W, f.up, "victim", time.Now(), nil)
+		{route: "POST /api/v1/tokens", name: "token from a token", req: static("POST", "/api/v1/tokens"), want: tokenMinted},
+		{route: "GET /api/v1/tokens", name: "list tokens", req: static("GET", "/api/v1/tokens"), op: access.TokenRead, ok: 200},
+		{route: "DELETE /api/v1/tokens/{id}", name: "revoke the uploader's token", req: func(t *testing.T) request {
+			tok, _, err := insertToken(t.Context(), f.a.db.W, f.up, "victim", nil, time.Now(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			return request{method: "DELETE", path: "/api/v1/tokens/" + tok.ID}
-		}, private(204, 404, 204)},
+		}, op: access.TokenWrite, owned: true, ok: 204},
 
-		{"GET /api/v1/users", "list users", static("GET", "/api/v1/users"), private(403, 403, 200)},
-		{"POST /api/v1/users", "create user", func(*testing.T) request {
+		{route: "GET /api/v1/users", name: "list users", req: static("GET", "/api/v1/users"), op: access.UserRead, ok: 200},
+		{route: "POST /api/v1/users", name: "create user", req: func(*testing.T) request {
 			return request{method: "POST", path: "/api/v1/users",
 				body: `{"username":"` + unique("new") + `","role":"uploader","password":"long-enough-pw"}`}
-		}, private(403, 403, 201)},
-		{"PATCH /api/v1/users/{id}", "disable user", func(t *testing.T) request {
+		}, op: access.UserWrite, ok: 201},
+		{route: "PATCH /api/v1/users/{id}", name: "disable user", req: func(t *testing.T) request {
 			u := mustUser(t, f.a, unique("patchme"), RoleUploader)
 			return request{method: "PATCH", path: "/api/v1/users/" + u.ID, body: `{"disabled":true}`}
-		}, private(403, 403, 200)},
-		{"DELETE /api/v1/users/{id}", "delete user", func(t *testing.T) request {
+		}, op: access.UserWrite, ok: 200},
+		{route: "DELETE /api/v1/users/{id}", name: "delete user", req: func(t *testing.T) request {
 			u := mustUser(t, f.a, unique("deleteme"), RoleUploader)
 			return request{method: "DELETE", path: "/api/v1/users/" + u.ID}
-		}, private(403, 403, 204)},
+		}, op: access.UserWrite, ok: 204},
 
-		{"GET /api/v1/files", "list files", static("GET", "/api/v1/files"), private(200, 200, 200)},
+		{route: "GET /api/v1/files", name: "list files", req: static("GET", "/api/v1/files"), op: access.FileRead, ok: 200},
 		// Someone else's file answers 404, as if it did not exist.
-		{"GET /api/v1/files/{id}", "get the uploader's file", static("GET", "/api/v1/files/"+f.fileID), private(200, 404, 200)},
-		{"GET /api/v1/files/{id}/content", "download the uploader's file", static("GET", "/api/v1/files/"+f.fileID+"/content"),
-			private(200, 404, 200)},
-		{"DELETE /api/v1/files/{id}", "delete the uploader's file", func(t *testing.T) request {
+		{route: "GET /api/v1/files/{id}", name: "get the uploader's file", req: static("GET", "/api/v1/files/"+f.fileID),
+			op: access.FileRead, owned: true, ok: 200},
+		{route: "GET /api/v1/files/{id}/content", name: "download the uploader's file",
+			req: static("GET", "/api/v1/files/"+f.fileID+"/content"), op: access.FileRead, owned: true, ok: 200},
+		{route: "DELETE /api/v1/files/{id}", name: "delete the uploader's file", req: func(t *testing.T) request {
 			return request{method: "DELETE", path: "/api/v1/files/" + f.freshFile(t)}
-		}, private(204, 404, 204)},
+		}, op: access.FileDelete, owned: true, ok: 204},
 		// Changing a file's expiry is for admins, even on one's own file.
-		{"PATCH /api/v1/files/{id}", "change the expiry of the uploader's file", func(t *testing.T) request {
+		{route: "PATCH /api/v1/files/{id}", name: "change the expiry of the uploader's file", req: func(t *testing.T) request {
 			return request{method: "PATCH", path: "/api/v1/files/" + f.freshFile(t), body: `{"ttl":"1h"}`}
-		}, private(403, 404, 200)},
-		{"GET /api/v1/events", "list events", static("GET", "/api/v1/events"), private(403, 403, 200)},
-		{"GET /api/v1/events/{id}", "get event", static("GET", "/api/v1/events/"+f.eventID), private(403, 403, 200)},
-		{"/api/", "unknown API route", static("GET", "/api/v1/nothing"), private(403, 403, 404)},
+		}, op: access.FileExpiry, owned: true, ok: 200},
+		{route: "GET /api/v1/events", name: "list events", req: static("GET", "/api/v1/events"), op: access.EventRead, ok: 200},
+		{route: "GET /api/v1/events/{id}", name: "get event", req: static("GET", "/api/v1/events/"+f.eventID),
+			op: access.EventRead, ok: 200},
+		// Not a route: 401 without credentials, 404 for everyone else.
+		{route: "/api/", name: "unknown API route", req: static("GET", "/api/v1/nothing"), op: access.Me, ok: 404},
 
-		{"/files/", "create upload", tus("POST", "/files/"), private(201, 201, 201)},
-		{"/files", "create upload without slash", tus("POST", "/files"), private(201, 201, 201)},
-		{"/files/", "preflight", static("OPTIONS", "/files/"), public(200)},
-		{"/files/", "HEAD the uploader's upload", tus("HEAD", f.path(f.openURL)), private(200, 404, 200)},
-		{"/files/", "PATCH the uploader's upload", func(t *testing.T) request {
+		{route: "/files/", name: "create upload", req: tusReq("POST", "/files/"), op: access.UploadCreate, ok: 201},
+		{route: "/files", name: "create upload without slash", req: tusReq("POST", "/files"), op: access.UploadCreate, ok: 201},
+		{route: "/files/", name: "preflight", req: static("OPTIONS", "/files/"), want: public(200)},
+		{route: "/files/", name: "HEAD the uploader's upload", req: tusReq("HEAD", f.path(f.openURL)),
+			op: access.UploadWrite, owned: true, ok: 200},
+		{route: "/files/", name: "PATCH the uploader's upload", req: func(t *testing.T) request {
 			return request{method: "PATCH", path: f.freshUpload(t, "uploader", nil), body: "x", hdr: patchHdr}
-		}, private(204, 404, 204)},
-		{"/files/", "DELETE the uploader's upload", func(t *testing.T) request {
+		}, op: access.UploadWrite, owned: true, ok: 204},
+		{route: "/files/", name: "DELETE the uploader's upload", req: func(t *testing.T) request {
 			return request{method: "DELETE", path: f.freshUpload(t, "uploader", nil), hdr: tusHdr(nil)}
-		}, private(204, 404, 204)},
-		{"/files/", "DELETE through X-HTTP-Method-Override", func(t *testing.T) request {
+		}, op: access.UploadWrite, owned: true, ok: 204},
+		{route: "/files/", name: "DELETE through X-HTTP-Method-Override", req: func(t *testing.T) request {
 			return request{method: "POST", path: f.freshUpload(t, "uploader", nil),
 				hdr: tusHdr(map[string]string{"X-HTTP-Method-Override": "DELETE"})}
-		}, private(204, 404, 204)},
-		{"/files/", "GET (download) the uploader's upload", tus("GET", f.path(f.doneURL)), private(200, 404, 200)},
-		{"/files/", "concatenate the uploader's partial upload", func(t *testing.T) request {
+		}, op: access.UploadWrite, owned: true, ok: 204},
+		{route: "/files/", name: "GET (download) the uploader's upload", req: tusReq("GET", f.path(f.doneURL)),
+			op: access.UploadRead, owned: true, ok: 200},
+		{route: "/files/", name: "concatenate the uploader's partial upload", req: func(t *testing.T) request {
 			part := createAs(t, f.a, f.tokens["uploader"], 2, map[string]string{"Upload-Concat": "partial"})
 			fillAs(t, f.tokens["uploader"], part, []byte("ab"))
 			return request{method: "POST", path: "/files/",
 				hdr: tusHdr(map[string]string{"Upload-Concat": "final;" + f.path(part)})}
-		}, private(201, 404, 201)},
+		}, op: access.UploadWrite, owned: true, ok: 201},
 	}
 }
 
 // anonymousRows are the tus rows that change with --anonymous-uploads.
 func (f *matrixFixture) anonymousRows() []matrixRow {
-	anon := func(anon, up, other, admin int) want {
-		return want{"anonymous": anon, "bad token": 401, "expired token": 401, "uploader": up, "other uploader": other, "admin": admin}
-	}
 	return []matrixRow{
-		{"/files/", "create upload", func(*testing.T) request {
+		{route: "/files/", name: "create upload", req: func(*testing.T) request {
 			return request{method: "POST", path: "/files/", hdr: tusHdr(map[string]string{"Upload-Length": "1"})}
-		}, anon(201, 201, 201, 201)},
-		{"/files/", "HEAD an anonymous upload", func(*testing.T) request {
+		}, op: access.UploadCreate, ok: 201},
+		{route: "/files/", name: "HEAD an anonymous upload", req: func(*testing.T) request {
 			return request{method: "HEAD", path: f.path(f.anonURL), hdr: tusHdr(nil)}
-		}, anon(200, 404, 404, 200)},
-		{"/files/", "PATCH an anonymous upload", func(t *testing.T) request {
+		}, op: access.UploadWrite, owned: true, ok: 200},
+		{route: "/files/", name: "PATCH an anonymous upload", req: func(t *testing.T) request {
 			return request{method: "PATCH", path: f.freshUpload(t, "anonymous", nil), body: "x", hdr: patchHdr}
-		}, anon(204, 404, 404, 204)},
-		{"/files/", "DELETE an anonymous upload", func(t *testing.T) request {
+		}, op: access.UploadWrite, owned: true, ok: 204},
+		{route: "/files/", name: "DELETE an anonymous upload", req: func(t *testing.T) request {
 			return request{method: "DELETE", path: f.freshUpload(t, "anonymous", nil), hdr: tusHdr(nil)}
-		}, anon(204, 404, 404, 204)},
+		}, op: access.UploadWrite, owned: true, ok: 204},
 		// Anonymous clients continue uploads; they do not download them.
-		{"/files/", "GET (download) an anonymous upload", func(*testing.T) request {
+		{route: "/files/", name: "GET (download) an anonymous upload", req: func(*testing.T) request {
 			return request{method: "GET", path: f.path(f.anonDone), hdr: tusHdr(nil)}
-		}, anon(401, 404, 404, 200)},
-		{"/files/", "HEAD the uploader's upload", func(*testing.T) request {
+		}, op: access.UploadRead, owned: true, ok: 200},
+		{route: "/files/", name: "HEAD the uploader's upload", req: func(*testing.T) request {
 			return request{method: "HEAD", path: f.path(f.openURL), hdr: tusHdr(nil)}
-		}, anon(401, 200, 404, 200)},
-		{"/files/", "anonymous concatenation of the uploader's part", func(t *testing.T) request {
+		}, op: access.UploadWrite, owned: true, ok: 200},
+		{route: "/files/", name: "anonymous concatenation of the uploader's part", req: func(t *testing.T) request {
 			part := createAs(t, f.a, f.tokens["uploader"], 2, map[string]string{"Upload-Concat": "partial"})
 			fillAs(t, f.tokens["uploader"], part, []byte("ab"))
 			return request{method: "POST", path: "/files/",
 				hdr: tusHdr(map[string]string{"Upload-Concat": "final;" + f.path(part)})}
-		}, anon(401, 201, 404, 201)},
-		{"GET /api/v1/files", "list files", func(*testing.T) request {
-			return request{method: "GET", path: "/api/v1/files"}
-		}, private(200, 200, 200)},
+		}, op: access.UploadWrite, owned: true, ok: 201},
+		{route: "GET /api/v1/files", name: "list files", req: static("GET", "/api/v1/files"), op: access.FileRead, ok: 200},
 	}
 }
 
 // run sends the row's request as every identity and checks the status.
 func (f *matrixFixture) run(t *testing.T, row matrixRow) {
 	t.Helper()
+	w := f.expect(row)
 	for _, id := range identities {
 		r := row.req(t)
 		hdr := map[string]string{}
@@ -321,15 +392,9 @@ func (f *matrixFixture) run(t *testing.T, row matrixRow) {
 			hdr["X-HTTP-Method-Override"] == "" {
 			hdr["Upload-Length"] = "1"
 		}
-		var body *strings.Reader
-		if r.body != "" {
-			body = strings.NewReader(r.body)
-		} else {
-			body = strings.NewReader("")
-		}
-		st, resp := doAs(t, f.tokens[id], r.method, f.a.URL()+r.path, body, hdr)
-		if st != row.want[id] {
-			t.Errorf("%s %s as %s: %d, want %d (%s)", r.method, r.path, id, st, row.want[id], truncate(string(resp), 200))
+		st, resp := doAs(t, f.tokens[id], r.method, f.a.URL()+r.path, strings.NewReader(r.body), hdr)
+		if st != w[id] {
+			t.Errorf("%s %s as %s: %d, want %d (%s)", r.method, r.path, id, st, w[id], truncate(string(resp), 200))
 		}
 		// API refusals are JSON errors.
 		if (st == 401 || st == 403) && r.method != "HEAD" && !json.Valid(resp) {
@@ -345,57 +410,41 @@ func TestAuthorizationMatrix(t *testing.T) {
 		if !slices.Contains(f.a.auth.routePatterns, row.route) {
 			t.Errorf("row %q names route %q, which routes() does not register", row.name, row.route)
 		}
+		if op, ok := f.a.auth.routeOps[row.route]; ok && row.want == nil && op != row.op {
+			t.Errorf("row %q tries op %s, but route %q performs %s", row.name, row.op, row.route, op)
+		}
 		covered[row.route] = true
 		t.Run(row.route+" "+row.name, func(t *testing.T) { f.run(t, row) })
 	}
-	// Routes added without a row (other features' API routes) get the
-	// default policy checked: admin-only, or owner-only below
-	// /api/v1/files/. A non-API route without a row is a gap in the table.
+	// Every API route names its operation; routes added without a row get
+	// what the policy says of their operation checked with a made-up id.
 	for _, pattern := range f.a.auth.routePatterns {
 		if covered[pattern] {
 			continue
 		}
-		t.Run(pattern+" (default policy)", func(t *testing.T) { f.checkDefaultPolicy(t, pattern) })
+		t.Run(pattern+" (by its operation)", func(t *testing.T) { f.checkByOp(t, pattern) })
 	}
 }
 
 var patternVar = regexp.MustCompile(`\{[^}]*\}`)
 
-// checkDefaultPolicy checks a route the table does not list.
-func (f *matrixFixture) checkDefaultPolicy(t *testing.T, pattern string) {
-	method, path, ok := strings.Cut(pattern, " ")
-	if !ok || !strings.HasPrefix(path, "/api/") {
-		t.Fatalf("route %q has no row in the authorization matrix", pattern)
-	}
-	if strings.HasPrefix(path, "/api/v1/files/") {
-		// Someone else's file is hidden from uploaders; the owner and the
-		// admin pass the authorization (the handler decides the rest).
-		path = patternVar.ReplaceAllString(path, f.fileID)
-		for _, id := range []string{"anonymous", "bad token", "expired token", "other uploader"} {
-			st, body := doAs(t, f.tokens[id], method, f.a.URL()+path, strings.NewReader("{}"), nil)
-			wantSt := map[bool]int{true: 401, false: 404}[id != "other uploader"]
-			if st != wantSt {
-				t.Errorf("%s %s as %s: %d, want %d (%s)", method, path, id, st, wantSt, body)
-			}
-		}
-		return
+// checkByOp checks a route the table does not list: refusals exactly as
+// the policy says, and no refusal where it grants the operation.
+func (f *matrixFixture) checkByOp(t *testing.T, pattern string) {
+	method, path, _ := strings.Cut(pattern, " ")
+	op, ok := f.a.auth.routeOps[pattern]
+	if !ok {
+		t.Fatalf("route %q has no row in the authorization matrix and names no operation", pattern)
 	}
 	path = patternVar.ReplaceAllString(path, "01a207ca-0673-7e8a-93d4-b765bcb0528a")
+	w := f.expect(matrixRow{op: op, ok: -1})
 	for _, id := range identities {
 		st, body := doAs(t, f.tokens[id], method, f.a.URL()+path, strings.NewReader("{}"), nil)
-		switch id {
-		case "anonymous", "bad token", "expired token":
-			if st != 401 {
-				t.Errorf("%s %s as %s: %d, want 401", method, path, id, st)
-			}
-		case "uploader", "other uploader":
-			if st != 403 {
-				t.Errorf("%s %s as %s: %d, want 403 (admin-only by default)", method, path, id, st)
-			}
-		case "admin":
-			if st == 401 || st == 403 || st >= 500 {
-				t.Errorf("%s %s as admin: %d (%s)", method, path, st, body)
-			}
+		switch {
+		case w[id] == -1 && (st == 401 || st == 403 || st >= 500):
+			t.Errorf("%s %s as %s: %d, want no refusal (%s)", method, path, id, st, body)
+		case w[id] != -1 && st != w[id]:
+			t.Errorf("%s %s as %s: %d, want %d (%s)", method, path, id, st, w[id], body)
 		}
 	}
 }

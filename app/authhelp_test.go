@@ -76,7 +76,7 @@ func userPassword(username string) string { return "pw-" + username + "-secret" 
 // mustToken issues a token for u, expiring at exp (nil: never).
 func mustToken(tb testing.TB, a *App, u User, exp *time.Time) string {
 	tb.Helper()
-	_, secret, err := insertToken(context.Background(), a.db.W, u, "test", a.cfg.Now(), exp)
+	_, secret, err := insertToken(context.Background(), a.db.W, u, "test", nil, a.cfg.Now(), exp)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -232,15 +232,6 @@ func (a *App) deleteFile(ctx context.Context, id string, actor PayloadActor, rea
 	return f, true, nil
 }
 
-// deleteReason is file.deleted's reason when u deletes f: an admin
-// deleting someone else's (or an anonymous) file is deleted_by_admin.
-func deleteReason(u *User, f File) string {
-	if u.IsAdmin() && (f.OwnerID == nil || *f.OwnerID != u.ID) {
-		return ReasonDeletedByAdmin
-	}
-	return ReasonDeletedByUser
-}
-
 // removeBytes is step 2: it removes a deleted file's upload from the
 // store (nothing to do if it is gone already).
 func (a *App) removeBytes(ctx context.Context, uploadID string) error {
@@ -384,9 +375,12 @@ func (a *App) preTerminate(ev handler.HookEvent) (handler.HTTPResponse, error) {
 	if err != nil {
 		return handler.HTTPResponse{}, fmt.Errorf("terminate %s: %w", ev.Upload.ID, err)
 	}
-	u := principalFrom(ev.Context).user
-	if _, _, err := a.deleteFile(ctx, id, userActor(u), deleteReason(u, f)); err != nil {
+	who := principalFrom(ev.Context).identity()
+	reason := deleteReason(who, f)
+	if _, done, err := a.deleteFile(ctx, id, identityActor(who), reason); err != nil {
 		return handler.HTTPResponse{}, err
+	} else if done {
+		a.ops.record(ctx, who, "file.delete", "file_id", f.ID, "upload_id", f.UploadID, "reason", reason, "via_tus", true)
 	}
 	return handler.HTTPResponse{}, nil
 }

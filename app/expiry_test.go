@@ -334,8 +334,8 @@ func TestPatchFileExpiry(t *testing.T) {
 	if st, b := sendJSON(t, bobTok, http.MethodPatch, a.URL()+"/api/v1/files/"+bf.ID, `{"ttl":"1h"}`); st != http.StatusForbidden {
 		t.Fatalf("uploader PATCH of own file: %d %s", st, b)
 	}
-	if st, _ := sendJSON(t, bobTok, http.MethodPatch, url, `{"ttl":"1h"}`); st != http.StatusNotFound {
-		t.Fatalf("uploader PATCH of another's file: %d", st)
+	if st, _ := sendJSON(t, bobTok, http.MethodPatch, url, `{"ttl":"1h"}`); st != http.StatusForbidden {
+		t.Fatalf("uploader PATCH of another's file: %d, want 403 like their own", st)
 	}
 	if st, _ := sendJSON(t, "", http.MethodPatch, a.URL()+"/api/v1/files/01a207ca-0673-7e8a-93d4-b765bcb0528a", `{"ttl":"1h"}`); st != http.StatusNotFound {
 		t.Fatalf("PATCH of unknown file: %d", st)

@@ -36,7 +36,7 @@ func TestDataDirServedOnce(t *testing.T) {
 	if _, err := AddUser(ctx, dir, "cli-user", RoleUploader, "a-long-enough-password"); err != nil {
 		t.Errorf("user add beside a running portal: %v", err)
 	}
-	if _, _, err := CreateToken(ctx, dir, "cli-user", "cli", time.Hour); err != nil {
+	if _, _, err := CreateToken(ctx, dir, "cli-user", "cli", time.Hour, nil); err != nil {
 		t.Errorf("token create beside a running portal: %v", err)
 	}
 }
@@ -249,5 +249,17 @@ func TestConcatenationLimits(t *testing.T) {
 	}
 	if n := countRows(t, a, "files"); n != 1 {
 		t.Errorf("%d files after the concatenation's 201, want 1", n)
+	}
+}
+
+// waitFor polls cond every 20 ms for up to 10 s.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"mime"
 	"path"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -320,6 +319,50 @@ func (a *App) getFile(ctx context.Context, id string) (File, error) {
 	return f, err
 }
 
+// fileByUpload returns the file a tus upload became.
+func (a *App) fileByUpload(ctx context.Context, uploadID string) (File, error) {
+	f, err := scanFile(a.db.R.QueryRowContext(ctx, "SELECT "+fileColumns+" FROM files WHERE upload_id = ?", uploadID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return File{}, ErrNotFound
+	}
+	return f, err
+}
+
+// setExpiry sets a stored file's expiry and re-arms its file.expiring
+// notice; it reports false when the file is not stored (any more).
+func (a *App) setExpiry(ctx context.Context, fileID string, expires time.Time) (bool, error) {
+	res, err := a.db.W.ExecContext(ctx, `UPDATE files SET expires_at = ?, expiring_notified_at = NULL
+		WHERE id = ? AND status = 'stored'`, expires.UnixMilli(), fileID)
+	if err != nil {
+		return false, fmt.Errorf("change expiry of %s: %w", fileID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// fileCount is how many files have one status, and their bytes.
+type fileCount struct{ n, bytes int64 }
+
+// fileCounts counts the files and their bytes by status (for /metrics and
+// the dashboard).
+func (a *App) fileCounts(ctx context.Context) (map[string]fileCount, error) {
+	rows, err := a.db.R.QueryContext(ctx, "SELECT status, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM files GROUP BY status")
+	if err != nil {
+		return nil, fmt.Errorf("count files: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]fileCount{}
+	for rows.Next() {
+		var status string
+		var c fileCount
+		if err := rows.Scan(&status, &c.n, &c.bytes); err != nil {
+			return nil, fmt.Errorf("count files: %w", err)
+		}
+		out[status] = c
+	}
+	return out, rows.Err()
+}
+
 // FileFilter selects files for listFiles.
 type FileFilter struct {
 	Status string
@@ -360,16 +403,4 @@ func (a *App) listFiles(ctx context.Context, f FileFilter) (FilePage, error) {
 		page.NextCursor = items[len(items)-1].ID
 	}
 	return page, nil
-}
-
-// parseLimit reads a page size, 1 to 500, default 50.
-func parseLimit(s string) (int, error) {
-	if s == "" {
-		return 50, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 500 {
-		return 0, errors.New("limit must be a whole number from 1 to 500")
-	}
-	return n, nil
 }

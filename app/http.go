@@ -2,11 +2,12 @@ package app
 
 import (
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/doorito/portal/app/access"
 )
 
 // Error is an API error: an HTTP status, a stable machine-readable code and
@@ -37,13 +38,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// writeError writes err as a JSON error. Errors that are not *Error are
-// logged and answered with a generic 500 that leaks nothing.
+// writeError writes err as a JSON error: an operation's *OpError or an
+// *Error with its status; anything else is logged and answered with a
+// generic 500 that leaks nothing.
 func (a *App) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
+	e := apiError(err)
+	if e == nil {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	if e.Status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="portal"`)
 	}
 	writeJSON(w, e.Status, map[string]*Error{"error": e})
 }
@@ -61,39 +66,49 @@ func (a *App) h(fn handlerFunc) http.Handler {
 
 // routes builds the portal's HTTP handler.
 func (a *App) routes() http.Handler {
-	mux := &routeMux{ServeMux: http.NewServeMux()}
+	mux := &routeMux{ServeMux: http.NewServeMux(), ops: map[string]access.Op{}}
 	uploads := a.guardUploads(a.tus)
 	mux.Handle("/files/", http.StripPrefix("/files/", uploads))
 	mux.Handle("/files", http.StripPrefix("/files", uploads))
 
-	mux.Handle("GET /api/v1/files", a.h(a.apiListFiles))
-	mux.Handle("GET /api/v1/files/{id}", a.h(a.apiGetFile))
-	mux.Handle("PATCH /api/v1/files/{id}", a.h(a.apiPatchFile))
-	mux.Handle("DELETE /api/v1/files/{id}", a.h(a.apiDeleteFile))
-	mux.Handle("GET /api/v1/files/{id}/content", a.h(a.apiFileContent))
-	mux.Handle("GET /api/v1/events", a.h(a.apiListEvents))
-	mux.Handle("GET /api/v1/events/{id}", a.h(a.apiGetEvent))
-	mux.Handle("GET /api/v1/endpoints", a.h(a.apiListEndpoints))
-	mux.Handle("POST /api/v1/endpoints", a.h(a.apiCreateEndpoint))
-	mux.Handle("GET /api/v1/endpoints/{id}", a.h(a.apiGetEndpoint))
-	mux.Handle("PATCH /api/v1/endpoints/{id}", a.h(a.apiUpdateEndpoint))
-	mux.Handle("DELETE /api/v1/endpoints/{id}", a.h(a.apiDeleteEndpoint))
-	mux.Handle("POST /api/v1/endpoints/{id}/rotate-secret", a.h(a.apiRotateSecret))
-	mux.Handle("POST /api/v1/endpoints/{id}/test", a.h(a.apiTestEndpoint))
-	mux.Handle("POST /api/v1/endpoints/{id}/replay", a.h(a.apiReplayEndpoint))
-	mux.Handle("GET /api/v1/endpoints/{id}/deliveries", a.h(a.apiListEndpointDeliveries))
-	mux.Handle("GET /api/v1/deliveries", a.h(a.apiListDeliveries))
-	mux.Handle("GET /api/v1/deliveries/{id}", a.h(a.apiGetDelivery))
-	mux.Handle("POST /api/v1/deliveries/{id}/retry", a.h(a.apiRetryDelivery))
-	mux.Handle("GET /api/v1/me", a.h(a.apiMe))
+	// Every API route names the operation it performs; allow checks the
+	// access policy before the handler runs (POST /api/v1/tokens takes a
+	// password instead, and the operation checks).
+	api := func(pattern string, op access.Op, fn handlerFunc) {
+		mux.Handle(pattern, a.allow(op, fn))
+		mux.ops[pattern] = op
+	}
+	api("GET /api/v1/files", access.FileRead, a.apiListFiles)
+	api("GET /api/v1/files/{id}", access.FileRead, a.apiGetFile)
+	api("PATCH /api/v1/files/{id}", access.FileExpiry, a.apiPatchFile)
+	api("DELETE /api/v1/files/{id}", access.FileDelete, a.apiDeleteFile)
+	api("GET /api/v1/files/{id}/content", access.FileRead, a.apiFileContent)
+	api("GET /api/v1/events", access.EventRead, a.apiListEvents)
+	api("GET /api/v1/events/{id}", access.EventRead, a.apiGetEvent)
+	api("GET /api/v1/endpoints", access.EndpointRead, a.apiListEndpoints)
+	api("POST /api/v1/endpoints", access.EndpointWrite, a.apiCreateEndpoint)
+	api("GET /api/v1/endpoints/{id}", access.EndpointRead, a.apiGetEndpoint)
+	api("PATCH /api/v1/endpoints/{id}", access.EndpointWrite, a.apiUpdateEndpoint)
+	api("DELETE /api/v1/endpoints/{id}", access.EndpointWrite, a.apiDeleteEndpoint)
+	api("POST /api/v1/endpoints/{id}/rotate-secret", access.EndpointWrite, a.apiRotateSecret)
+	api("POST /api/v1/endpoints/{id}/test", access.EndpointWrite, a.apiTestEndpoint)
+	api("POST /api/v1/endpoints/{id}/replay", access.EndpointWrite, a.apiReplayEndpoint)
+	api("GET /api/v1/endpoints/{id}/deliveries", access.EventRead, a.apiListEndpointDeliveries)
+	api("GET /api/v1/deliveries", access.EventRead, a.apiListDeliveries)
+	api("GET /api/v1/deliveries/{id}", access.EventRead, a.apiGetDelivery)
+	api("POST /api/v1/deliveries/{id}/retry", access.DeliveryRetry, a.apiRetryDelivery)
+	api("GET /api/v1/me", access.Me, a.apiMe)
 	mux.Handle("POST /api/v1/tokens", a.h(a.apiCreateToken))
-	mux.Handle("GET /api/v1/tokens", a.h(a.apiListTokens))
-	mux.Handle("DELETE /api/v1/tokens/{id}", a.h(a.apiRevokeToken))
-	mux.Handle("GET /api/v1/users", a.h(a.apiListUsers))
-	mux.Handle("POST /api/v1/users", a.h(a.apiCreateUser))
-	mux.Handle("PATCH /api/v1/users/{id}", a.h(a.apiUpdateUser))
-	mux.Handle("DELETE /api/v1/users/{id}", a.h(a.apiDeleteUser))
-	mux.Handle("/api/", a.h(func(w http.ResponseWriter, r *http.Request) error {
+	mux.ops["POST /api/v1/tokens"] = access.TokenWrite
+	api("GET /api/v1/tokens", access.TokenRead, a.apiListTokens)
+	api("DELETE /api/v1/tokens/{id}", access.TokenWrite, a.apiRevokeToken)
+	api("GET /api/v1/users", access.UserRead, a.apiListUsers)
+	api("POST /api/v1/users", access.UserWrite, a.apiCreateUser)
+	api("PATCH /api/v1/users/{id}", access.UserWrite, a.apiUpdateUser)
+	api("DELETE /api/v1/users/{id}", access.UserWrite, a.apiDeleteUser)
+	// Not an API route: 404 for a user, 401 without credentials (the
+	// API says nothing to strangers).
+	mux.Handle("/api/", a.allow(access.Me, func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such API route: " + r.Method + " " + r.URL.Path}
 	}))
 
@@ -109,7 +124,7 @@ func (a *App) routes() http.Handler {
 	mux.Handle("POST /login", a.h(a.login))
 	mux.Handle("POST /logout", a.h(a.logout))
 	mux.Handle("/", ui)
-	a.auth.routePatterns = mux.patterns
+	a.auth.routePatterns, a.auth.routeOps = mux.patterns, mux.ops
 	return a.logRequests(a.authenticate(mux))
 }
 
@@ -161,4 +176,24 @@ func (a *App) logRequests(next http.Handler) http.Handler {
 		a.log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
 			"bytes", rec.bytes, "duration", elapsed, "remote", r.RemoteAddr)
 	})
+}
+
+// routeMux is a ServeMux that remembers its patterns, so the
+// authorization test can walk every route, including ones added later.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+	// ops are the operations the API's routes perform.
+	ops map[string]access.Op
+}
+
+// Handle registers h for pattern.
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+// HandleFunc registers fn for pattern.
+func (m *routeMux) HandleFunc(pattern string, fn func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(fn))
 }

@@ -57,23 +57,14 @@ func (c fileCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c fileCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counts := map[string][2]float64{StatusStored: {}, StatusDeleted: {}}
-	rows, err := c.a.db.R.QueryContext(ctx, "SELECT status, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM files GROUP BY status")
+	counts, err := c.a.fileCounts(ctx)
 	if err != nil {
 		c.a.log.Warn("metrics: count files", "err", err)
 		return
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var status string
-		var n, b float64
-		if rows.Scan(&status, &n, &b) == nil {
-			counts[status] = [2]float64{n, b}
-		}
-	}
-	for status, v := range counts {
-		ch <- prometheus.MustNewConstMetric(fileStatusDesc.files, prometheus.GaugeValue, v[0], status)
-		ch <- prometheus.MustNewConstMetric(fileStatusDesc.bytes, prometheus.GaugeValue, v[1], status)
+	for _, status := range []string{StatusStored, StatusDeleted} {
+		ch <- prometheus.MustNewConstMetric(fileStatusDesc.files, prometheus.GaugeValue, float64(counts[status].n), status)
+		ch <- prometheus.MustNewConstMetric(fileStatusDesc.bytes, prometheus.GaugeValue, float64(counts[status].bytes), status)
 	}
 }
 

@@ -106,7 +106,7 @@ func TestNoSecretsInLogsOrPayloads(t *testing.T) {
 		secrets["hash of "+s[:8]] = secretHash(s)
 	}
 	out := logs.String()
-	for _, want := range []string{"login", "token created", "file stored", "level=DEBUG", "user updated", "token revoked"} {
+	for _, want := range []string{"login", "action=token.create", "file stored", "level=DEBUG", "action=user.update", "action=token.revoke"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the log lacks %q; did the run happen?\n%s", want, out)
 		}

@@ -3,10 +3,8 @@ package app
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -90,7 +88,7 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (loginRequest, erro
 	var c loginRequest
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt == "application/json" {
-		return c, decodeUserJSON(w, r, &c)
+		return c, decodeJSON(w, r, &c, false)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxAuthBody)
 	if err := r.ParseForm(); err != nil {
@@ -98,20 +96,6 @@ func readCredentials(w http.ResponseWriter, r *http.Request) (loginRequest, erro
 	}
 	c.Username, c.Password = r.PostForm.Get("username"), r.PostForm.Get("password")
 	return c, nil
-}
-
-// decodeUserJSON decodes a small JSON request body into v, refusing
-// unknown fields; an empty body leaves v as it is.
-func decodeUserJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAuthBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return errBadRequest("invalid JSON body: " + err.Error())
-	}
-	if dec.More() {
-		return errBadRequest("invalid JSON body: more than one value")
-	}
-	return nil
 }
 
 // login serves POST /login: a form (redirects to the UI) or JSON (answers

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/doorito/portal/app/access"
 	"github.com/google/uuid"
 )
 
@@ -26,10 +27,12 @@ const tokenTouchEvery = time.Minute
 // Token is an API token as listed; the secret itself is shown only once,
 // when it is created, and stored only as its SHA-256.
 type Token struct {
-	ID         string     `json:"id"`
-	UserID     string     `json:"user_id"`
-	Username   string     `json:"username"`
-	Name       string     `json:"name"`
+	ID       string `json:"id"`
+	UserID   string `json:"user_id"`
+	Username string `json:"username"`
+	Name     string `json:"name"`
+	// Scopes narrow the token (empty: all its owner's role allows).
+	Scopes     []string   `json:"scopes"`
 	CreatedAt  time.Time  `json:"created_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	LastUsedAt *time.Time `json:"last_used_at"`
@@ -60,22 +63,24 @@ func checkTokenName(name string) error {
 	return nil
 }
 
-// insertToken creates a token for u and returns it with its secret.
-func insertToken(ctx context.Context, db execer, u User, name string, now time.Time, expiresAt *time.Time) (Token, string, error) {
+// insertToken creates a token for u, narrowed to scopes (none: all u's
+// role allows), and returns it with its secret.
+func insertToken(ctx context.Context, db execer, u User, name string, scopes []access.Scope, now time.Time,
+	expiresAt *time.Time) (Token, string, error) {
 	if err := checkTokenName(name); err != nil {
 		return Token{}, "", err
 	}
 	secret, hash := newSecret(TokenPrefix)
 	t := Token{ID: uuid.Must(uuid.NewV7()).String(), UserID: u.ID, Username: u.Username, Name: name,
-		CreatedAt: now.UTC().Truncate(time.Millisecond)}
+		Scopes: scopeNames(scopes), CreatedAt: now.UTC().Truncate(time.Millisecond)}
 	var exp sql.NullInt64
 	if expiresAt != nil {
 		e := expiresAt.UTC().Truncate(time.Millisecond)
 		t.ExpiresAt = &e
 		exp = sql.NullInt64{Int64: e.UnixMilli(), Valid: true}
 	}
-	_, err := db.ExecContext(ctx, `INSERT INTO tokens (id, user_id, name, hash, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, t.ID, t.UserID, t.Name, hash, t.CreatedAt.UnixMilli(), exp)
+	_, err := db.ExecContext(ctx, `INSERT INTO tokens (id, user_id, name, scopes, hash, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, t.ID, t.UserID, t.Name, strings.Join(t.Scopes, " "), hash, t.CreatedAt.UnixMilli(), exp)
 	if err != nil {
 		return Token{}, "", fmt.Errorf("insert token: %w", err)
 	}
@@ -83,44 +88,65 @@ func insertToken(ctx context.Context, db execer, u User, name string, now time.T
 }
 
 // userByToken returns the enabled user a valid (known, unexpired,
-// unrevoked) token belongs to, or ErrBadCredentials.
-func (a *App) userByToken(ctx context.Context, secret string) (User, error) {
+// unrevoked) token belongs to, with the token's scopes (nil: unscoped),
+// or ErrBadCredentials.
+func (a *App) userByToken(ctx context.Context, secret string) (User, []access.Scope, error) {
 	if !strings.HasPrefix(secret, TokenPrefix) {
-		return User{}, ErrBadCredentials
+		return User{}, nil, ErrBadCredentials
 	}
-	var tokenID string
+	var tokenID, scopes string
 	var expires, revoked, used sql.NullInt64
 	u, err := scanUser(a.db.R.QueryRowContext(ctx, `SELECT u.id, u.username, u.role, u.disabled, u.created_at,
-		t.id, t.expires_at, t.revoked_at, t.last_used_at
+		t.id, t.scopes, t.expires_at, t.revoked_at, t.last_used_at
 		FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?`, secretHash(secret)),
-		&tokenID, &expires, &revoked, &used)
+		&tokenID, &scopes, &expires, &revoked, &used)
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, ErrBadCredentials
+		return User{}, nil, ErrBadCredentials
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("check token: %w", err)
+		return User{}, nil, fmt.Errorf("check token: %w", err)
 	}
 	now := a.cfg.Now()
 	if revoked.Valid || expires.Valid && now.UnixMilli() >= expires.Int64 || u.Disabled {
-		return User{}, ErrBadCredentials
+		return User{}, nil, ErrBadCredentials
 	}
 	if !used.Valid || now.UnixMilli()-used.Int64 >= tokenTouchEvery.Milliseconds() {
 		if _, err := a.db.W.ExecContext(ctx, "UPDATE tokens SET last_used_at = ? WHERE id = ?", now.UnixMilli(), tokenID); err != nil {
 			a.log.Warn("record token use", "token_id", tokenID, "err", err)
 		}
 	}
-	return u, nil
+	return u, parseScopeNames(scopes), nil
 }
 
-const tokenColumns = `t.id, t.user_id, u.username, t.name, t.created_at, t.expires_at, t.last_used_at, t.revoked_at`
+// scopeNames and parseScopeNames convert scopes to and from their stored
+// form (names, space-separated). A token stored without scopes has nil.
+func scopeNames(scopes []access.Scope) []string {
+	out := make([]string, len(scopes))
+	for i, s := range scopes {
+		out[i] = string(s)
+	}
+	return out
+}
+
+func parseScopeNames(s string) []access.Scope {
+	var out []access.Scope
+	for _, f := range strings.Fields(s) {
+		out = append(out, access.Scope(f))
+	}
+	return out
+}
+
+const tokenColumns = `t.id, t.user_id, u.username, t.name, t.scopes, t.created_at, t.expires_at, t.last_used_at, t.revoked_at`
 
 func scanToken(s interface{ Scan(...any) error }) (Token, error) {
 	var t Token
 	var created int64
+	var scopes string
 	var expires, used, revoked sql.NullInt64
-	if err := s.Scan(&t.ID, &t.UserID, &t.Username, &t.Name, &created, &expires, &used, &revoked); err != nil {
+	if err := s.Scan(&t.ID, &t.UserID, &t.Username, &t.Name, &scopes, &created, &expires, &used, &revoked); err != nil {
 		return Token{}, err
 	}
+	t.Scopes = strings.Fields(scopes)
 	t.CreatedAt = time.UnixMilli(created).UTC()
 	t.ExpiresAt, t.LastUsedAt, t.RevokedAt = optTime(expires), optTime(used), optTime(revoked)
 	return t, nil
@@ -180,11 +206,16 @@ func revokeToken(ctx context.Context, db execer, id, userID string, now time.Tim
 
 // CreateToken issues an API token for username in the database of the
 // portal whose data directory is dataDir (for `portal token create`; safe
-// while the portal runs). ttl 0 means the token does not expire. The
-// returned secret is not stored anywhere: show it once.
-func CreateToken(ctx context.Context, dataDir, username, name string, ttl time.Duration) (Token, string, error) {
+// while the portal runs). ttl 0 means the token does not expire; scopes
+// narrow it (none: all the user's role allows). The returned secret is
+// not stored anywhere: show it once.
+func CreateToken(ctx context.Context, dataDir, username, name string, ttl time.Duration, scopes []string) (Token, string, error) {
 	if ttl < 0 {
 		return Token{}, "", errors.New("token lifetime must not be negative")
+	}
+	sc, err := access.ParseScopes(scopes)
+	if err != nil {
+		return Token{}, "", err
 	}
 	db, err := OpenDB(ctx, dbPath(dataDir))
 	if err != nil {
@@ -207,5 +238,5 @@ func CreateToken(ctx context.Context, dataDir, username, name string, ttl time.D
 		e := now.Add(ttl)
 		exp = &e
 	}
-	return insertToken(ctx, db.W, u, name, now, exp)
+	return insertToken(ctx, db.W, u, name, sc, now, exp)
 }

@@ -1,22 +1,19 @@
 package app
 
 import (
-	"database/sql"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/doorito/portal/app/access"
 	"github.com/doorito/portal/outbox"
 	"github.com/doorito/portal/webui"
-	"github.com/google/uuid"
 )
 
 // The web UI (package webui) renders pages; this file is its adapter: it
-// fills webui.Backend with functions over the App's stores, applying the
-// same access rules as the JSON API (uploaders see their own files, admin
-// pages need the admin role).
+// fills webui.Backend with calls to the operations (ops.go), as the JSON
+// API does, and converts their results and errors for the pages.
 
 // defaultExpiringWindow is the files page's "expiring soon" when no
 // expiry notice window is configured.
@@ -40,71 +37,177 @@ func (a *App) uiLoginPage(ui *webui.UI) http.Handler {
 	})
 }
 
+// uiBackend is the pages' view of the operations.
 func (a *App) uiBackend() webui.Backend {
+	o := a.ops
+	id := requestIdentity
 	return webui.Backend{
-		CurrentUser:    func(r *http.Request) *webui.User { return uiUser(requestUser(r)) },
-		Limits:         a.uiLimits,
-		ListFiles:      a.uiListFiles,
-		GetFile:        a.uiGetFile,
-		FileByUpload:   a.uiFileByUpload,
-		DeleteFile:     a.uiDeleteFile,
-		FileEvents:     a.uiFileEvents,
-		ListEvents:     a.uiListEvents,
-		GetEvent:       a.uiGetEvent,
-		RetryDelivery:  a.uiRetryDelivery,
-		ListDeliveries: a.uiListDeliveries,
-		EventTypes:     append(slices.Clone(subscribableEventTypes), EventPortalTest),
+		CurrentUser: func(r *http.Request) *webui.User { return uiUser(requestUser(r)) },
+		May: func(r *http.Request, op string) bool {
+			_, err := o.policy.Check(id(r), access.Op(op))
+			return err == nil
+		},
+		Limits: a.uiLimits,
+		ListFiles: func(r *http.Request, q webui.FileQuery) (webui.FilePage, error) {
+			page, err := o.ListFiles(r.Context(), id(r), FileQuery(q))
+			return webui.FilePage{Items: mapSlice(page.Items, uiFile), NextCursor: page.NextCursor}, uiError(err)
+		},
+		GetFile: func(r *http.Request, fileID string) (webui.File, error) {
+			f, err := o.GetFile(r.Context(), id(r), fileID)
+			return uiFile(f), uiError(err)
+		},
+		FileByUpload: func(r *http.Request, uploadID string) (webui.File, error) {
+			f, err := o.FileByUpload(r.Context(), id(r), uploadID)
+			return uiFile(f), uiError(err)
+		},
+		DeleteFile: func(r *http.Request, fileID string) error {
+			return uiError(o.DeleteFile(r.Context(), id(r), fileID))
+		},
+		FileEvents: func(r *http.Request, fileID string) ([]webui.Event, error) {
+			evs, err := o.FileEvents(r.Context(), id(r), fileID)
+			return mapSlice(evs, uiEvent), uiError(err)
+		},
+		ListEvents: func(r *http.Request, q webui.EventQuery) (webui.EventPage, error) {
+			evs, next, err := o.ListEventDetails(r.Context(), id(r),
+				EventQuery{Type: q.Type, FileID: q.FileID, Cursor: q.Cursor, Limit: q.Limit})
+			return webui.EventPage{Items: mapSlice(evs, uiEvent), NextCursor: next}, uiError(err)
+		},
+		GetEvent: func(r *http.Request, eventID string) (webui.Event, error) {
+			ev, err := o.GetEvent(r.Context(), id(r), eventID)
+			return uiEvent(ev), uiError(err)
+		},
+		RetryDelivery: func(r *http.Request, deliveryID string) error {
+			_, err := o.RetryDelivery(r.Context(), id(r), deliveryID)
+			return uiError(err)
+		},
+		ListDeliveries: func(r *http.Request, q webui.EventQuery) ([]webui.Delivery, string, error) {
+			page, err := o.ListDeliveries(r.Context(), id(r), outbox.DeliveryFilter{EndpointID: q.Endpoint,
+				Status: q.Status, EventType: q.Type, Cursor: q.Cursor, Limit: q.Limit})
+			return mapSlice(page.Items, uiDelivery), page.NextCursor, uiError(err)
+		},
+		EventTypes: append(slices.Clone(subscribableEventTypes), EventPortalTest),
 		DeliveryStatus: []string{outbox.StatusPending, outbox.StatusDelivering, outbox.StatusSucceeded,
 			outbox.StatusFailed, outbox.StatusCancelled},
-		ListEndpoints:   a.uiListEndpoints,
-		GetEndpoint:     a.uiGetEndpoint,
-		CreateEndpoint:  a.uiCreateEndpoint,
-		UpdateEndpoint:  a.uiUpdateEndpoint,
-		SetEndpointOn:   a.uiSetEndpointOn,
-		RotateSecret:    a.uiRotateSecret,
-		TestEndpoint:    a.uiTestEndpoint,
-		ReplayEndpoint:  a.uiReplayEndpoint,
-		DeleteEndpoint:  a.uiDeleteEndpoint,
-		EndpointEvents:  subscribableEventTypes,
-		DashboardCounts: a.uiDashboard,
-		ListUsers:       a.uiListUsers,
-		CreateUser:      a.uiCreateUser,
-		UpdateUser:      a.uiUpdateUser,
-		DeleteUser:      a.uiDeleteUser,
-		ListTokens:      a.uiListTokens,
-		CreateToken:     a.uiCreateToken,
-		RevokeToken:     a.uiRevokeToken,
+		ListEndpoints: func(r *http.Request) ([]webui.Endpoint, error) {
+			eps, err := o.ListEndpoints(r.Context(), id(r))
+			if err != nil {
+				return nil, uiError(err)
+			}
+			out := make([]webui.Endpoint, 0, len(eps))
+			for _, ep := range eps {
+				e, err := a.uiEndpoint(r, ep)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, e)
+			}
+			return out, nil
+		},
+		GetEndpoint: func(r *http.Request, endpointID string) (webui.Endpoint, error) {
+			ep, err := o.GetEndpoint(r.Context(), id(r), endpointID)
+			if err != nil {
+				return webui.Endpoint{}, uiError(err)
+			}
+			return a.uiEndpoint(r, ep)
+		},
+		CreateEndpoint: func(r *http.Request, in webui.EndpointInput) (webui.Endpoint, string, error) {
+			ep, secret, err := o.CreateEndpoint(r.Context(), id(r),
+				EndpointInput{URL: in.URL, Description: in.Description, EventTypes: in.EventTypes})
+			if err != nil {
+				return webui.Endpoint{}, "", uiError(err)
+			}
+			e, err := a.uiEndpoint(r, ep)
+			return e, secret, err
+		},
+		UpdateEndpoint: func(r *http.Request, endpointID string, in webui.EndpointInput) error {
+			types := in.EventTypes
+			if types == nil {
+				types = []string{}
+			}
+			_, err := o.UpdateEndpoint(r.Context(), id(r), endpointID,
+				EndpointChange{URL: &in.URL, Description: &in.Description, EventTypes: &types})
+			return uiError(err)
+		},
+		SetEndpointOn: func(r *http.Request, endpointID string, enabled bool, reason string) error {
+			_, err := o.UpdateEndpoint(r.Context(), id(r), endpointID, EndpointChange{Enabled: &enabled, DisabledReason: reason})
+			return uiError(err)
+		},
+		RotateSecret: func(r *http.Request, endpointID string) (string, error) {
+			secret, _, err := o.RotateSecret(r.Context(), id(r), endpointID, nil)
+			return secret, uiError(err)
+		},
+		TestEndpoint: func(r *http.Request, endpointID string) error {
+			_, _, err := o.TestEndpoint(r.Context(), id(r), endpointID)
+			return uiError(err)
+		},
+		ReplayEndpoint: func(r *http.Request, endpointID string, since *time.Time) (int, error) {
+			n, err := o.ReplayEndpoint(r.Context(), id(r), endpointID, ReplayInput{FailedOnly: since == nil, Since: since})
+			return n, uiError(err)
+		},
+		DeleteEndpoint: func(r *http.Request, endpointID string) error {
+			return uiError(o.DeleteEndpoint(r.Context(), id(r), endpointID))
+		},
+		EndpointEvents: subscribableEventTypes,
+		DashboardCounts: func(r *http.Request) (webui.Dashboard, error) {
+			d, err := o.Dashboard(r.Context(), id(r))
+			return d, uiError(err)
+		},
+		ListUsers: func(r *http.Request) ([]webui.User, error) {
+			us, err := o.ListUsers(r.Context(), id(r))
+			return mapSlice(us, func(u User) webui.User { return *uiUser(&u) }), uiError(err)
+		},
+		CreateUser: func(r *http.Request, username, role, password string) (webui.User, error) {
+			u, err := o.CreateUser(r.Context(), id(r), NewUser{Username: username, Role: role, Password: password})
+			if err != nil {
+				return webui.User{}, uiError(err)
+			}
+			return *uiUser(&u), nil
+		},
+		UpdateUser: func(r *http.Request, userID string, role *string, disabled *bool, password *string) error {
+			_, err := o.UpdateUser(r.Context(), id(r), userID, UserChange{Role: role, Disabled: disabled, Password: password})
+			return uiError(err)
+		},
+		DeleteUser: func(r *http.Request, userID string) error {
+			return uiError(o.DeleteUser(r.Context(), id(r), userID))
+		},
+		ListTokens: func(r *http.Request) ([]webui.Token, error) {
+			ts, err := o.ListTokens(r.Context(), id(r))
+			return mapSlice(ts, uiToken), uiError(err)
+		},
+		CreateToken: func(r *http.Request, name string, ttl time.Duration, scopes []string) (webui.Token, string, error) {
+			t, secret, err := o.CreateToken(r.Context(), id(r), NewToken{Name: name, TTL: ttl, Scopes: scopes})
+			return uiToken(t), secret, uiError(err)
+		},
+		TokenScopes: mapSlice(access.Scopes(), func(s access.Scope) string { return string(s) }),
+		RevokeToken: func(r *http.Request, tokenID string) error {
+			return uiError(o.RevokeToken(r.Context(), id(r), tokenID))
+		},
 	}
 }
 
-// uiError turns the App's errors into ones the pages show as they are.
+// mapSlice converts each element of s.
+func mapSlice[S, T any](s []S, f func(S) T) []T {
+	out := make([]T, 0, len(s))
+	for _, v := range s {
+		out = append(out, f(v))
+	}
+	return out
+}
+
+// uiError turns an operation's error into one the pages show as it is:
+// not found, or a status with the operation's message. Other errors (a
+// failing database) pass through; the pages log them and show a generic
+// failure.
 func uiError(err error) error {
-	var e *Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &e):
-		if e.Status == http.StatusNotFound {
-			return webui.ErrNotFound
-		}
-		return &webui.Error{Status: e.Status, Message: e.Message}
-	case errors.Is(err, ErrNotFound), errors.Is(err, outbox.ErrNotFound):
+	var oe *OpError
+	if !errors.As(opError(err, ""), &oe) {
+		return err
+	}
+	if oe.Kind == KindNotFound {
 		return webui.ErrNotFound
-	case errors.Is(err, ErrLastAdmin), errors.Is(err, ErrUserExists):
-		return &webui.Error{Status: http.StatusConflict, Message: err.Error()}
 	}
-	var ve *outbox.ValidationError
-	var ce *outbox.ConflictError
-	switch {
-	case errors.As(err, &ve):
-		return &webui.Error{Status: http.StatusBadRequest, Message: err.Error()}
-	case errors.As(err, &ce):
-		return &webui.Error{Status: http.StatusConflict, Message: err.Error()}
-	}
-	return err
+	return &webui.Error{Status: oe.Status(), Message: oe.Message}
 }
-
-func uiBadRequest(msg string) error { return &webui.Error{Status: http.StatusBadRequest, Message: msg} }
 
 func uiUser(u *User) *webui.User {
 	if u == nil {
@@ -137,296 +240,39 @@ func uiFile(f File) webui.File {
 		StoredAt: f.StoredAt, ExpiresAt: f.ExpiresAt, DeletedAt: f.DeletedAt, DeleteReason: f.DeleteReason}
 }
 
-// uiListFiles lists files for the files page: uploaders see their own,
-// admins everyone's, optionally one owner's; "expiring" keeps stored
-// files whose expiry falls within the window.
-func (a *App) uiListFiles(r *http.Request, q webui.FileQuery) (webui.FilePage, error) {
-	u := requestUser(r)
-	if u == nil {
-		return webui.FilePage{}, webui.ErrNotFound
-	}
-	if q.Status != "" && q.Status != StatusStored && q.Status != StatusDeleted {
-		return webui.FilePage{}, uiBadRequest("Status must be stored or deleted.")
-	}
-	if q.Cursor != "" {
-		if _, err := uuid.Parse(q.Cursor); err != nil {
-			return webui.FilePage{}, uiBadRequest("That page link is not valid.")
-		}
-	}
-	f := FileFilter{Status: q.Status, Cursor: q.Cursor, Limit: q.Limit}
-	if !u.IsAdmin() {
-		f.OwnerID = u.ID
-	} else {
-		f.OwnerUsername = q.Owner
-	}
-	if q.Expiring {
-		by := a.cfg.Now().Add(a.expiringWindow())
-		f.ExpiringBefore = &by
-	}
-	files, err := a.listFiles(r.Context(), f)
-	if err != nil {
-		return webui.FilePage{}, err
-	}
-	page := webui.FilePage{Items: make([]webui.File, 0, len(files.Items)), NextCursor: files.NextCursor}
-	for _, f := range files.Items {
-		page.Items = append(page.Items, uiFile(f))
-	}
-	return page, nil
-}
-
-// uiGetFile returns a file its user may see; anything else is not found.
-func (a *App) uiGetFile(r *http.Request, id string) (webui.File, error) {
-	if _, err := uuid.Parse(id); err != nil {
-		return webui.File{}, webui.ErrNotFound
-	}
-	f, err := a.getFile(r.Context(), id)
-	if err != nil {
-		return webui.File{}, uiError(err)
-	}
-	if !mayAccessFile(requestUser(r), f) {
-		return webui.File{}, webui.ErrNotFound
-	}
-	return uiFile(f), nil
-}
-
-// uiFileByUpload returns the file a finished tus upload became.
-func (a *App) uiFileByUpload(r *http.Request, uploadID string) (webui.File, error) {
-	f, err := scanFile(a.db.R.QueryRowContext(r.Context(), "SELECT "+fileColumns+" FROM files WHERE upload_id = ?", uploadID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return webui.File{}, webui.ErrNotFound
-	}
-	if err != nil {
-		return webui.File{}, fmt.Errorf("file of upload: %w", err)
-	}
-	if !mayAccessFile(requestUser(r), f) {
-		return webui.File{}, webui.ErrNotFound
-	}
-	return uiFile(f), nil
-}
-
-func uiEvent(ev outbox.Event) webui.Event {
-	return webui.Event{ID: ev.ID, Type: ev.Type, FileID: ev.FileID, CreatedAt: ev.CreatedAt, Payload: ev.Payload}
-}
-
-// uiFileEvents lists a file's events, newest first (the caller checked
-// the file is visible).
-func (a *App) uiFileEvents(r *http.Request, fileID string) ([]webui.Event, error) {
-	page, err := a.outbox.List(r.Context(), outbox.EventFilter{FileID: fileID, Limit: 100})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]webui.Event, 0, len(page.Items))
-	for _, ev := range page.Items {
-		e, err := a.uiWithDeliveries(r.Context(), uiEvent(ev))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, nil
-}
-
-func (a *App) uiListEvents(r *http.Request, q webui.EventQuery) (webui.EventPage, error) {
-	if q.FileID != "" {
-		if _, err := uuid.Parse(q.FileID); err != nil {
-			return webui.EventPage{}, uiBadRequest("The file id must be a UUID.")
-		}
-	}
-	page, err := a.outbox.List(r.Context(), outbox.EventFilter{Type: q.Type, FileID: q.FileID, Cursor: q.Cursor, Limit: q.Limit})
-	if errors.Is(err, outbox.ErrBadCursor) {
-		return webui.EventPage{}, uiBadRequest("That page link is not valid.")
-	}
-	if err != nil {
-		return webui.EventPage{}, err
-	}
-	out := webui.EventPage{Items: make([]webui.Event, 0, len(page.Items)), NextCursor: page.NextCursor}
-	for _, ev := range page.Items {
-		e, err := a.uiWithDeliveries(r.Context(), uiEvent(ev))
-		if err != nil {
-			return webui.EventPage{}, err
-		}
-		out.Items = append(out.Items, e)
-	}
-	return out, nil
-}
-
-func (a *App) uiGetEvent(r *http.Request, id string) (webui.Event, error) {
-	if _, err := uuid.Parse(id); err != nil {
-		return webui.Event{}, webui.ErrNotFound
-	}
-	ev, err := a.outbox.Get(r.Context(), id)
-	if err != nil {
-		return webui.Event{}, uiError(err)
-	}
-	return a.uiWithDeliveries(r.Context(), uiEvent(ev))
-}
-
-// uiDashboard counts what the admin overview shows.
-func (a *App) uiDashboard(r *http.Request) (webui.Dashboard, error) {
-	ctx := r.Context()
-	var d webui.Dashboard
-	rows, err := a.db.R.QueryContext(ctx, "SELECT status, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM files GROUP BY status")
-	if err != nil {
-		return d, fmt.Errorf("dashboard: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var status string
-		var n, size int64
-		if err := rows.Scan(&status, &n, &size); err != nil {
-			return d, fmt.Errorf("dashboard: %w", err)
-		}
-		switch status {
-		case StatusStored:
-			d.FilesStored, d.BytesStored = n, size
-		case StatusDeleted:
-			d.FilesDeleted = n
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return d, fmt.Errorf("dashboard: %w", err)
-	}
-	counts := []struct {
-		dst   *int64
-		query string
-		args  []any
-	}{
-		{&d.ExpiringSoon, "SELECT COUNT(*) FROM files WHERE status = ? AND expires_at <= ?",
-			[]any{StatusStored, a.cfg.Now().Add(a.expiringWindow()).UnixMilli()}},
-	}
-	for _, c := range counts {
-		if err := a.db.R.QueryRowContext(ctx, c.query, c.args...).Scan(c.dst); err != nil {
-			return d, fmt.Errorf("dashboard: %w", err)
-		}
-	}
-	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&d.Users); err != nil {
-		return d, fmt.Errorf("dashboard: %w", err)
-	}
-	// Only uploads without a file row can be in progress.
-	unrecorded, _, err := a.storeUploads(ctx)
-	if err != nil {
-		return d, fmt.Errorf("dashboard: uploads: %w", err)
-	}
-	for _, up := range a.tus.Describe(ctx, unrecorded) {
-		if !up.Complete() {
-			d.UploadsInProgress++
-		}
-	}
-	if d.Delivery, err = a.uiDeliveryStats(ctx); err != nil {
-		return d, err
-	}
-	t, err := a.outbox.Totals(ctx)
-	if err != nil {
-		return d, err
-	}
-	d.Events = t.Events
-	d.Jobs = a.uiJobs()
-	return d, nil
-}
-
-func (a *App) uiListUsers(r *http.Request) ([]webui.User, error) {
-	us, err := listUsers(r.Context(), a.db.R)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]webui.User, 0, len(us))
-	for i := range us {
-		out = append(out, *uiUser(&us[i]))
-	}
-	return out, nil
-}
-
-func (a *App) uiCreateUser(r *http.Request, username, role, password string) (webui.User, error) {
-	u, hash, err := newUser(username, role, password, a.passwordCost(), a.cfg.Now())
-	if err != nil {
-		return webui.User{}, uiBadRequest(err.Error())
-	}
-	if err := insertUser(r.Context(), a.db.W, u, hash); err != nil {
-		return webui.User{}, uiError(err)
-	}
-	a.log.Info("user created", "user_id", u.ID, "username", u.Username, "role", u.Role, "by", requestUser(r).ID)
-	return *uiUser(&u), nil
-}
-
-func (a *App) uiUpdateUser(r *http.Request, id string, role *string, disabled *bool, password *string) error {
-	if _, err := uuid.Parse(id); err != nil {
-		return webui.ErrNotFound
-	}
-	u, err := a.updateUser(r.Context(), id, UserChange{Role: role, Disabled: disabled, Password: password})
-	if err != nil {
-		return uiError(err)
-	}
-	a.log.Info("user updated", "user_id", u.ID, "role", u.Role, "disabled", u.Disabled,
-		"password_changed", password != nil, "by", requestUser(r).ID)
-	return nil
-}
-
-func (a *App) uiDeleteUser(r *http.Request, id string) error {
-	if _, err := uuid.Parse(id); err != nil {
-		return webui.ErrNotFound
-	}
-	if err := a.deleteUser(r.Context(), id); err != nil {
-		return uiError(err)
-	}
-	a.log.Info("user deleted", "user_id", id, "by", requestUser(r).ID)
-	return nil
-}
-
-// tokenOwner is whose tokens r's user manages: their own, or (admins)
-// everyone's ("").
-func tokenOwner(r *http.Request) string {
-	u := requestUser(r)
-	if u.IsAdmin() {
-		return ""
-	}
-	return u.ID
+func uiEvent(ev EventDetail) webui.Event {
+	return webui.Event{ID: ev.ID, Type: ev.Type, FileID: ev.FileID, CreatedAt: ev.CreatedAt, Payload: ev.Payload,
+		Deliveries: mapSlice(ev.Deliveries, uiDelivery)}
 }
 
 func uiToken(t Token) webui.Token {
-	return webui.Token{ID: t.ID, Name: t.Name, Username: t.Username, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt,
-		LastUsedAt: t.LastUsedAt, RevokedAt: t.RevokedAt}
+	return webui.Token{ID: t.ID, Name: t.Name, Username: t.Username, Scopes: t.Scopes, CreatedAt: t.CreatedAt,
+		ExpiresAt: t.ExpiresAt, LastUsedAt: t.LastUsedAt, RevokedAt: t.RevokedAt}
 }
 
-func (a *App) uiListTokens(r *http.Request) ([]webui.Token, error) {
-	ts, err := listTokens(r.Context(), a.db.R, tokenOwner(r))
+// uiEndpoint converts an endpoint and adds its figures of the last week.
+func (a *App) uiEndpoint(r *http.Request, ep outbox.Endpoint) (webui.Endpoint, error) {
+	st, err := a.ops.EndpointStats(r.Context(), requestIdentity(r), ep.ID)
 	if err != nil {
-		return nil, err
+		return webui.Endpoint{}, uiError(err)
 	}
-	out := make([]webui.Token, 0, len(ts))
-	for _, t := range ts {
-		out = append(out, uiToken(t))
-	}
-	return out, nil
+	return endpointView(ep, st), nil
 }
 
-// uiCreateToken issues a token for the signed-in user (an admin's token
-// is their own too).
-func (a *App) uiCreateToken(r *http.Request, name string, ttl time.Duration) (webui.Token, string, error) {
-	if err := checkTokenName(name); err != nil {
-		return webui.Token{}, "", uiBadRequest(err.Error())
+// endpointView is an endpoint with its figures, as the pages show it.
+func endpointView(ep outbox.Endpoint, st outbox.EndpointStats) webui.Endpoint {
+	out := webui.Endpoint{ID: ep.ID, URL: ep.URL, Description: ep.Description, EventTypes: ep.EventTypes,
+		Enabled: ep.Enabled, CreatedAt: ep.CreatedAt, UpdatedAt: ep.UpdatedAt,
+		Succeeded: st.Succeeded, Failed: st.Failed, Pending: st.Pending}
+	if ep.DisabledReason != nil {
+		out.DisabledReason = *ep.DisabledReason
 	}
-	u := requestUser(r)
-	now := a.cfg.Now()
-	var exp *time.Time
-	if ttl > 0 {
-		e := now.Add(ttl)
-		exp = &e
+	if at := st.LastFailure; at != nil {
+		out.LastError = at.Error
+		if at.StatusCode != nil {
+			out.LastError = lastErrorText(*at.StatusCode, at.Error, at.ResponseBody)
+		}
+		out.LastErrorAt = &at.AttemptedAt
 	}
-	t, secret, err := insertToken(r.Context(), a.db.W, *u, name, now, exp)
-	if err != nil {
-		return webui.Token{}, "", err
-	}
-	a.log.Info("token created", "token_id", t.ID, "user_id", u.ID, "name", t.Name)
-	return uiToken(t), secret, nil
-}
-
-func (a *App) uiRevokeToken(r *http.Request, id string) error {
-	if _, err := uuid.Parse(id); err != nil {
-		return webui.ErrNotFound
-	}
-	if err := revokeToken(r.Context(), a.db.W, id, tokenOwner(r), a.cfg.Now()); err != nil {
-		return uiError(err)
-	}
-	a.log.Info("token revoked", "token_id", id, "by", requestUser(r).ID)
-	return nil
+	return out
 }

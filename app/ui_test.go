@@ -706,6 +706,11 @@ func TestUIDeliveriesPagination(t *testing.T) {
 		rc1.next(10 * time.Second)
 		rc2.next(10 * time.Second)
 	}
+	// Received is not yet recorded: wait until no delivery is open.
+	waitFor(t, "every delivery recorded", func() bool {
+		tot, err := a.outbox.Totals(t.Context())
+		return err == nil && tot.Backlog == 0
+	})
 	mustUser(t, a, "ada", RoleAdmin)
 	ada := uiLogin(t, a, "ada")
 	rows := regexp.MustCompile(`href="/ui/events/([0-9a-f-]+)">file.uploaded</a>[^\n]*\n\s*<td data-label="Endpoint" class="wrap">([^<]+)</td>`)

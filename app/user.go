@@ -224,12 +224,12 @@ func (a *App) updateUser(ctx context.Context, id string, ch UserChange) (User, e
 	var hash string
 	if ch.Role != nil {
 		if err := checkRole(*ch.Role); err != nil {
-			return User{}, errBadRequest(err.Error())
+			return User{}, invalid("role", err.Error())
 		}
 	}
 	if ch.Password != nil {
 		if err := checkPassword(*ch.Password); err != nil {
-			return User{}, errBadRequest(err.Error())
+			return User{}, invalid("password", err.Error())
 		}
 		var err error
 		if hash, err = hashPassword(*ch.Password, a.passwordCost()); err != nil {

@@ -90,7 +90,7 @@ func TestWebhookFanOutByEventTypes(t *testing.T) {
 }
 
 // whFile returns the file an event is about.
-func whFile(tb testing.TB, a *App, ev eventWithDeliveries) File {
+func whFile(tb testing.TB, a *App, ev EventDetail) File {
 	tb.Helper()
 	f, err := a.getFile(context.Background(), ev.FileID)
 	if err != nil {

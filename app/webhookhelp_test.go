@@ -375,9 +375,9 @@ func whReceiverEndpoint(tb testing.TB, a *App, types ...string) (*whReceiver, cr
 }
 
 // whEvent returns an event with its deliveries and attempts.
-func whEvent(tb testing.TB, a *App, id string) eventWithDeliveries {
+func whEvent(tb testing.TB, a *App, id string) EventDetail {
 	tb.Helper()
-	return whCall[eventWithDeliveries](tb, a, "GET", "/api/v1/events/"+id, nil, http.StatusOK)
+	return whCall[EventDetail](tb, a, "GET", "/api/v1/events/"+id, nil, http.StatusOK)
 }
 
 // whDelivery returns one delivery with its attempts.

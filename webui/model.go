@@ -166,6 +166,7 @@ type Token struct {
 	ID         string
 	Name       string
 	Username   string
+	Scopes     []string // empty: unscoped
 	CreatedAt  time.Time
 	ExpiresAt  *time.Time
 	LastUsedAt *time.Time
@@ -209,7 +210,10 @@ type Job struct {
 // so the backend applies its own access rules to the authenticated user.
 type Backend struct {
 	CurrentUser func(r *http.Request) *User
-	Limits      func() Limits
+	// May reports whether the request's user may perform op (an access
+	// policy name, as in Routes); nil allows admins only.
+	May    func(r *http.Request, op string) bool
+	Limits func() Limits
 
 	ListFiles    func(r *http.Request, q FileQuery) (FilePage, error)
 	GetFile      func(r *http.Request, id string) (File, error)
@@ -241,8 +245,11 @@ type Backend struct {
 	UpdateUser func(r *http.Request, id string, role *string, disabled *bool, password *string) error
 	DeleteUser func(r *http.Request, id string) error
 
-	ListTokens  func(r *http.Request) ([]Token, error)
-	CreateToken func(r *http.Request, name string, ttl time.Duration) (Token, string, error)
+	ListTokens func(r *http.Request) ([]Token, error)
+	// CreateToken mints a token for the signed-in user, narrowed to
+	// scopes (none: unscoped).
+	CreateToken func(r *http.Request, name string, ttl time.Duration, scopes []string) (Token, string, error)
+	TokenScopes []string // the scopes a token may be narrowed to
 	RevokeToken func(r *http.Request, id string) error
 }
 

@@ -103,7 +103,7 @@ func (u *UI) renderTokens(w http.ResponseWriter, r *http.Request, user *User, st
 		return
 	}
 	data := map[string]any{"Tokens": tokens, "CanCreate": u.be.CreateToken != nil, "CanRevoke": u.be.RevokeToken != nil,
-		"Now": u.cfg.Now()}
+		"Now": u.cfg.Now(), "Scopes": u.be.TokenScopes}
 	for k, v := range extra {
 		data[k] = v
 	}
@@ -125,7 +125,7 @@ func (u *UI) createToken(w http.ResponseWriter, r *http.Request, user *User) {
 		u.renderTokens(w, r, user, http.StatusBadRequest, map[string]any{"FormError": "Choose a lifetime from the list."})
 		return
 	}
-	tok, secret, err := u.be.CreateToken(r, strings.TrimSpace(r.PostForm.Get("name")), ttl)
+	tok, secret, err := u.be.CreateToken(r, strings.TrimSpace(r.PostForm.Get("name")), ttl, r.PostForm["scopes"])
 	if err != nil {
 		u.renderTokens(w, r, user, statusOf(err), map[string]any{"FormError": u.userMessage(r, err)})
 		return

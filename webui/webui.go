@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -71,6 +72,10 @@ func New(cfg Config) (*UI, error) {
 	if cfg.Backend.CurrentUser == nil {
 		cfg.Backend.CurrentUser = func(*http.Request) *User { return nil }
 	}
+	if cfg.Backend.May == nil {
+		current := cfg.Backend.CurrentUser
+		cfg.Backend.May = func(r *http.Request, _ string) bool { return current(r).Admin() }
+	}
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, fmt.Errorf("webui: static assets: %w", err)
@@ -99,55 +104,93 @@ func MustNew(cfg Config) *UI {
 // ServeHTTP serves the UI.
 func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) { u.mux.ServeHTTP(w, r) }
 
+// Route is one page or form of the UI and the operation it performs (an
+// access policy name, as the Backend's May understands it).
+type Route struct {
+	Pattern string
+	Op      string
+}
+
+// routes are the UI's pages and forms. Each is for signed-in users who
+// may perform its operation (Backend.May decides).
+var routes = []Route{
+	{"GET /ui/upload", "upload.create"},
+	{"GET /ui/files", "file.read"},
+	{"GET /ui/files/{id}", "file.read"},
+	{"POST /ui/files/{id}/delete", "file.delete"},
+	{"GET /ui/dashboard", "dashboard"},
+	{"GET /ui/events", "event.read"},
+	{"GET /ui/events/{id}", "event.read"},
+	{"POST /ui/deliveries/{id}/retry", "delivery.retry"},
+	{"GET /ui/endpoints", "endpoint.read"},
+	{"POST /ui/endpoints", "endpoint.write"},
+	{"GET /ui/endpoints/{id}", "endpoint.read"},
+	{"POST /ui/endpoints/{id}", "endpoint.write"},
+	{"POST /ui/endpoints/{id}/enable", "endpoint.write"},
+	{"POST /ui/endpoints/{id}/disable", "endpoint.write"},
+	{"POST /ui/endpoints/{id}/rotate-secret", "endpoint.write"},
+	{"POST /ui/endpoints/{id}/test", "endpoint.write"},
+	{"POST /ui/endpoints/{id}/replay", "endpoint.write"},
+	{"POST /ui/endpoints/{id}/delete", "endpoint.write"},
+	{"GET /ui/users", "user.read"},
+	{"POST /ui/users", "user.write"},
+	{"POST /ui/users/{id}", "user.write"},
+	{"POST /ui/users/{id}/delete", "user.write"},
+	{"GET /ui/tokens", "token.read"},
+	{"POST /ui/tokens", "token.write"},
+	{"POST /ui/tokens/{id}/revoke", "token.write"},
+}
+
+// Routes lists the UI's pages and forms with their operations (the
+// portal's access tests walk them).
+func Routes() []Route { return slices.Clone(routes) }
+
 func (u *UI) routes() {
 	m := http.NewServeMux()
 	u.mux = m
 	m.Handle("GET /static/", http.StripPrefix("/static/", u.assets))
 	m.HandleFunc("GET /{$}", u.home)
 	m.HandleFunc("GET /ui/{$}", u.home)
-	m.HandleFunc("GET /ui/upload", u.signedIn(u.uploadPage))
 	m.HandleFunc("GET /ui/api/uploads/{id}", u.uploadLookup)
-	m.HandleFunc("GET /ui/files", u.signedIn(u.filesPage))
-	m.HandleFunc("GET /ui/files/{id}", u.signedIn(u.filePage))
-	m.HandleFunc("POST /ui/files/{id}/delete", u.form(u.signedIn(u.deleteFile)))
-
-	m.HandleFunc("GET /ui/dashboard", u.admin(u.dashboardPage))
-	m.HandleFunc("GET /ui/events", u.admin(u.eventsPage))
-	m.HandleFunc("GET /ui/events/{id}", u.admin(u.eventPage))
-	m.HandleFunc("POST /ui/deliveries/{id}/retry", u.form(u.admin(u.retryDelivery)))
-	m.HandleFunc("GET /ui/endpoints", u.admin(u.endpointsPage))
-	m.HandleFunc("POST /ui/endpoints", u.form(u.admin(u.createEndpoint)))
-	m.HandleFunc("GET /ui/endpoints/{id}", u.admin(u.endpointPage))
-	m.HandleFunc("POST /ui/endpoints/{id}", u.form(u.admin(u.updateEndpoint)))
-	m.HandleFunc("POST /ui/endpoints/{id}/enable", u.form(u.admin(u.enableEndpoint)))
-	m.HandleFunc("POST /ui/endpoints/{id}/disable", u.form(u.admin(u.disableEndpoint)))
-	m.HandleFunc("POST /ui/endpoints/{id}/rotate-secret", u.form(u.admin(u.rotateSecret)))
-	m.HandleFunc("POST /ui/endpoints/{id}/test", u.form(u.admin(u.testEndpoint)))
-	m.HandleFunc("POST /ui/endpoints/{id}/replay", u.form(u.admin(u.replayEndpoint)))
-	m.HandleFunc("POST /ui/endpoints/{id}/delete", u.form(u.admin(u.deleteEndpoint)))
-	m.HandleFunc("GET /ui/users", u.admin(u.usersPage))
-	m.HandleFunc("POST /ui/users", u.form(u.admin(u.createUser)))
-	m.HandleFunc("POST /ui/users/{id}", u.form(u.admin(u.updateUser)))
-	m.HandleFunc("POST /ui/users/{id}/delete", u.form(u.admin(u.deleteUser)))
-	m.HandleFunc("GET /ui/tokens", u.signedIn(u.tokensPage))
-	m.HandleFunc("POST /ui/tokens", u.form(u.signedIn(u.createToken)))
-	m.HandleFunc("POST /ui/tokens/{id}/revoke", u.form(u.signedIn(u.revokeToken)))
+	pages := map[string]handler{
+		"GET /ui/upload": u.uploadPage, "GET /ui/files": u.filesPage, "GET /ui/files/{id}": u.filePage,
+		"POST /ui/files/{id}/delete": u.deleteFile, "GET /ui/dashboard": u.dashboardPage,
+		"GET /ui/events": u.eventsPage, "GET /ui/events/{id}": u.eventPage,
+		"POST /ui/deliveries/{id}/retry": u.retryDelivery, "GET /ui/endpoints": u.endpointsPage,
+		"POST /ui/endpoints": u.createEndpoint, "GET /ui/endpoints/{id}": u.endpointPage,
+		"POST /ui/endpoints/{id}": u.updateEndpoint, "POST /ui/endpoints/{id}/enable": u.enableEndpoint,
+		"POST /ui/endpoints/{id}/disable": u.disableEndpoint, "POST /ui/endpoints/{id}/rotate-secret": u.rotateSecret,
+		"POST /ui/endpoints/{id}/test": u.testEndpoint, "POST /ui/endpoints/{id}/replay": u.replayEndpoint,
+		"POST /ui/endpoints/{id}/delete": u.deleteEndpoint, "GET /ui/users": u.usersPage,
+		"POST /ui/users": u.createUser, "POST /ui/users/{id}": u.updateUser, "POST /ui/users/{id}/delete": u.deleteUser,
+		"GET /ui/tokens": u.tokensPage, "POST /ui/tokens": u.createToken, "POST /ui/tokens/{id}/revoke": u.revokeToken,
+	}
+	for _, rt := range routes {
+		h := u.need(rt.Op, pages[rt.Pattern])
+		if strings.HasPrefix(rt.Pattern, "POST ") {
+			h = u.form(h)
+		}
+		m.HandleFunc(rt.Pattern, h)
+	}
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		u.renderError(w, r, http.StatusNotFound, "There is no page at "+r.URL.Path+".")
 	})
 }
 
 // home sends people where they start: admins to the dashboard, uploaders
-// to the upload page, everyone else to sign in.
+// to the upload page (or, without that right, their files), everyone else
+// to sign in.
 func (u *UI) home(w http.ResponseWriter, r *http.Request) {
 	user := u.be.CurrentUser(r)
 	switch {
 	case user == nil:
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
-	case user.Admin():
+	case u.be.May(r, "dashboard"):
 		http.Redirect(w, r, "/ui/dashboard", http.StatusSeeOther)
-	default:
+	case u.be.May(r, "upload.create"):
 		http.Redirect(w, r, "/ui/upload", http.StatusSeeOther)
+	default:
+		http.Redirect(w, r, "/ui/files", http.StatusSeeOther)
 	}
 }
 
@@ -170,11 +213,12 @@ func (u *UI) signedIn(h handler) http.HandlerFunc {
 	}
 }
 
-// admin is signedIn for the admin pages.
-func (u *UI) admin(h handler) http.HandlerFunc {
+// need is signedIn for a page or form that performs op: a user who may
+// not (Backend.May) gets a 403 page.
+func (u *UI) need(op string, h handler) http.HandlerFunc {
 	return u.signedIn(func(w http.ResponseWriter, r *http.Request, user *User) {
-		if !user.Admin() {
-			u.renderError(w, r, http.StatusForbidden, "This page is for admins.")
+		if !u.be.May(r, op) {
+			u.renderError(w, r, http.StatusForbidden, "This is for admins (or needs a right your account lacks).")
 			return
 		}
 		h(w, r, user)

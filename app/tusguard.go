@@ -1,0 +1,245 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/doorito/portal/app/access"
+	"github.com/tus/tusd/v2/pkg/handler"
+)
+
+// The tus endpoint's guard: tusd has no per-upload authorization, so the
+// portal records who created each upload and asks the access policy before
+// tusd sees a request.
+
+// uploadOwner is who created a tus upload.
+type uploadOwner struct {
+	UserID   *string
+	Username *string
+}
+
+// ownerOfUpload returns the recorded creator of an upload; an upload
+// without a record (created before users existed) is anonymous.
+func ownerOfUpload(ctx context.Context, q queryer, uploadID string) (uploadOwner, error) {
+	var o uploadOwner
+	err := q.QueryRowContext(ctx, "SELECT user_id, username FROM upload_owners WHERE upload_id = ?", uploadID).
+		Scan(&o.UserID, &o.Username)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return uploadOwner{}, fmt.Errorf("upload owner: %w", err)
+	}
+	return o, nil
+}
+
+// newUploadID returns an upload id like tusd's own: 32 random hex digits.
+func newUploadID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// recordUploadOwner is called by the pre-create hook: it picks the new
+// upload's id and records its creator under that id before the upload
+// exists, so every later request and the finalizer (also the sweep, which
+// has no request) find the owner. Client metadata plays no part.
+func (a *App) recordUploadOwner(ctx context.Context) (string, error) {
+	p := principalFrom(ctx)
+	if _, err := a.ops.policy.Check(p.identity(), access.UploadCreate); err != nil || p.bad {
+		return "", handler.NewError("ERR_UNAUTHORIZED", "authentication required", http.StatusUnauthorized)
+	}
+	id := newUploadID()
+	var uid, name *string
+	if p.user != nil {
+		uid, name = &p.user.ID, &p.user.Username
+	}
+	if _, err := a.db.W.ExecContext(ctx, `INSERT INTO upload_owners (upload_id, user_id, username, created_at)
+		VALUES (?, ?, ?, ?)`, id, uid, name, a.cfg.Now().UnixMilli()); err != nil {
+		return "", fmt.Errorf("record upload owner: %w", err)
+	}
+	return id, nil
+}
+
+// guardUploads wraps the tus handler (mounted with /files/ stripped):
+// tusd has no per-upload authorization, so this checks who may create an
+// upload and who may touch an existing one.
+func (a *App) guardUploads(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method := r.Method
+		// tusd honours the override, so the check must too.
+		if o := r.Header.Get("X-HTTP-Method-Override"); method == http.MethodPost && o != "" {
+			method = o
+		}
+		if r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r) // CORS preflight carries no credentials
+			return
+		}
+		if e := a.authorizeUpload(r, method); e != nil {
+			a.deny(w, r, e)
+			return
+		}
+		if method == http.MethodGet {
+			w = &cleanDisposition{ResponseWriter: w}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cleanDisposition rewrites the Content-Disposition tusd sends with a
+// download (it quotes the client's raw filename, "../../x" included) to the
+// cleaned name the API serves. It keeps Unwrap for http.ResponseController.
+type cleanDisposition struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (c *cleanDisposition) WriteHeader(code int) {
+	if !c.done {
+		c.done = true
+		if v := c.Header().Get("Content-Disposition"); v != "" {
+			c.Header().Set("Content-Disposition", cleanTusDisposition(v))
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *cleanDisposition) Write(b []byte) (int, error) {
+	if !c.done {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *cleanDisposition) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// cleanTusDisposition turns tusd's `inline;filename="<Go-quoted name>"`
+// into the disposition with the name cleanFilename makes of it.
+func cleanTusDisposition(v string) string {
+	disp, quoted, found := strings.Cut(v, ";filename=")
+	if disp != "inline" {
+		disp = "attachment"
+	}
+	if !found {
+		return disp
+	}
+	name, err := strconv.Unquote(quoted)
+	if err != nil {
+		return disp
+	}
+	return mime.FormatMediaType(disp, map[string]string{"filename": cleanFilename(name)})
+}
+
+// authorizeUpload applies the policy to a tus request: creation
+// (UploadCreate), HEAD/PATCH/DELETE (UploadWrite) or GET (UploadRead) of
+// an upload the policy lets the client reach.
+func (a *App) authorizeUpload(r *http.Request, method string) *Error {
+	p := principalFrom(r.Context())
+	if p.user != nil || p.bad || !a.cfg.AnonymousUploads {
+		if e := a.needUser(r, p); e != nil {
+			return e
+		}
+	}
+	id := strings.Trim(r.URL.Path, "/")
+	if id == "" {
+		if method != http.MethodPost {
+			return nil // tusd answers 405
+		}
+		if _, err := a.ops.policy.Check(p.identity(), access.UploadCreate); err != nil {
+			return apiError(opError(err, ""))
+		}
+		return a.authorizeConcat(r, p)
+	}
+	if !a.tus.ValidID(id) {
+		// Not an id this store issues: nothing to look up, on disk or off.
+		return errNotFound("upload")
+	}
+	op := access.UploadWrite
+	if method == http.MethodGet {
+		op = access.UploadRead
+	}
+	return a.authorizeUploadID(r, p, id, op)
+}
+
+// maxConcatParts bounds the partial uploads one concatenation may name.
+const maxConcatParts = 100
+
+// authorizeConcat checks the partial uploads a concatenation names: each a
+// valid id, named once (a partial named a thousand times would make a file
+// a thousand times its size), at most maxConcatParts, and each owned by the
+// client.
+func (a *App) authorizeConcat(r *http.Request, p principal) *Error {
+	parts := concatParts(r.Header.Get("Upload-Concat"), a.tusBasePath())
+	if len(parts) > maxConcatParts {
+		return errBadRequest(fmt.Sprintf("a concatenation may name at most %d partial uploads", maxConcatParts))
+	}
+	seen := make(map[string]bool, len(parts))
+	for _, part := range parts {
+		if !a.tus.ValidID(part) {
+			return errNotFound("partial upload")
+		}
+		if seen[part] {
+			return errBadRequest("a partial upload may appear only once in a concatenation")
+		}
+		seen[part] = true
+		if e := a.authorizeUploadID(r, p, part, access.UploadWrite); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (a *App) authorizeUploadID(r *http.Request, p principal, id string, op access.Op) *Error {
+	o, err := ownerOfUpload(r.Context(), a.db.R, id)
+	if err != nil {
+		a.log.Error("upload owner", "upload_id", id, "err", err)
+		return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	owner := ""
+	if o.UserID != nil {
+		owner = *o.UserID
+	}
+	err = a.ops.policy.CheckOwned(p.identity(), op, owner)
+	if errors.Is(err, access.ErrHidden) {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "upload not found"}
+	}
+	if err != nil {
+		return apiError(opError(err, "upload"))
+	}
+	return nil
+}
+
+// tusBasePath is the base path tusd was configured with (it resolves
+// Upload-Concat URLs against it).
+func (a *App) tusBasePath() string {
+	if a.cfg.PublicURL != "" {
+		return a.cfg.PublicURL + "/files/"
+	}
+	return "/files/"
+}
+
+// concatParts returns the upload ids of an Upload-Concat: final;... header,
+// extracted the way tusd does.
+func concatParts(header, basePath string) []string {
+	list, ok := strings.CutPrefix(header, "final;")
+	if !ok {
+		return nil
+	}
+	var ids []string
+	for _, v := range strings.Split(list, " ") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		_, id, found := strings.Cut(v, basePath)
+		if !found {
+			continue // tusd refuses it
+		}
+		ids = append(ids, strings.Trim(id, "/"))
+	}
+	return ids
+}
