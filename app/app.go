@@ -71,24 +71,70 @@ func (a *App) URL() string { return a.publicURL }
 // UploadDir is where tus keeps uploads.
 func (a *App) UploadDir() string { return filepath.Join(a.cfg.DataDir, "uploads") }
 
-// Open opens the database, binds the listener (a busy port is an error
-// here, not a log line), finalizes uploads a previous run left unfinished,
-// and starts serving in the background.
+// Open starts the portal: it binds the listeners first (a busy or bad
+// address is an error here, before anything is created on disk), then
+// opens the data directory and the database, builds the parts, finalizes
+// uploads a previous run left unfinished, and serves in the background.
 func (a *App) Open(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
+	if err := a.listen(); err != nil {
+		return err
+	}
+	if err := a.openStore(ctx); err != nil {
+		return err
+	}
+	if err := a.build(ctx); err != nil {
+		return err
+	}
+	// Finish what a previous run left: completed uploads without a row.
+	a.sweep(ctx)
+	if err := a.serve(); err != nil {
+		return err
+	}
+	a.log.Info("portal started", "listen", a.ln.Addr().String(), "url", a.publicURL, "data_dir", a.cfg.DataDir,
+		"version", a.cfg.Version)
+	return nil
+}
+
+// listen binds the HTTP listener (and the metrics one, if separate) and
+// settles the public URL.
+func (a *App) listen() (err error) {
+	if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	}
+	if a.cfg.MetricsListen != "" {
+		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", a.cfg.MetricsListen, err)
+		}
+	}
+	a.publicURL = a.cfg.PublicURL
+	if a.publicURL == "" {
+		a.publicURL = "http://" + reachableAddr(a.ln.Addr().(*net.TCPAddr))
+	}
+	return nil
+}
+
+// openStore creates the data directory, takes its lock and opens (and
+// migrates) the database.
+func (a *App) openStore(ctx context.Context) (err error) {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	if a.dirLock, err = lockDataDir(a.cfg.DataDir); err != nil {
 		return err
 	}
-	if a.db, err = OpenDB(ctx, dbPath(a.cfg.DataDir)); err != nil {
-		return err
-	}
+	a.db, err = OpenDB(ctx, dbPath(a.cfg.DataDir))
+	return err
+}
+
+// build makes the portal's parts: the outbox and its dispatcher, the
+// operations, the first admin, authentication, the tus endpoint and the
+// metrics registry.
+func (a *App) build(ctx context.Context) (err error) {
 	a.outbox = outbox.New(a.db.W, a.db.R, outbox.WithClock(a.cfg.Now))
 	a.webhooks = a.newDispatcher()
 	a.ops = newOps(a)
@@ -98,21 +144,9 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if a.auth, err = a.newAuth(); err != nil {
 		return err
 	}
-
-	if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	a.publicURL = a.cfg.PublicURL
-	if a.publicURL == "" {
-		a.publicURL = "http://" + reachableAddr(a.ln.Addr().(*net.TCPAddr))
-	}
-	basePath := "/files/"
-	if a.cfg.PublicURL != "" {
-		basePath = a.cfg.PublicURL + "/files/"
-	}
 	a.tus, err = tus.New(tus.Config{
 		Dir:                     a.UploadDir(),
-		BasePath:                basePath,
+		BasePath:                a.tusBasePath(),
 		MaxSize:                 a.cfg.MaxUploadSize,
 		CORSOrigins:             a.cfg.CORSOrigins,
 		RespectForwardedHeaders: a.cfg.TrustProxy,
@@ -125,20 +159,13 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-
 	a.registry = a.newRegistry()
-	if a.cfg.MetricsListen != "" {
-		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsListen); err != nil {
-			return fmt.Errorf("listen for metrics: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.metricsHandler())
-		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	}
+	return nil
+}
 
-	// Finish what a previous run left: completed uploads without a row.
-	a.sweep(ctx)
-
+// serve starts the HTTP servers, the cron jobs, the webhook dispatcher and
+// the periodic finalizing sweep, each on a goroutine that Close waits for.
+func (a *App) serve() error {
 	reqCtx, cancelReqs := context.WithCancelCause(context.Background())
 	a.cancelReqs = cancelReqs
 	handler := a.routes()
@@ -155,41 +182,37 @@ func (a *App) Open(ctx context.Context) (err error) {
 	// On shutdown, cancel request contexts with tusd's ErrServerShutdown so
 	// open PATCHes stop reading, keep what they wrote and answer 503.
 	a.server.RegisterOnShutdown(func() { cancelReqs(tushandler.ErrServerShutdown) })
-
 	bg, stop := context.WithCancel(context.Background())
 	a.stop = stop
 	// The expiry notifier and the cleanup, on their cron schedules.
 	if err := a.startJobs(bg); err != nil {
 		return err
 	}
-	if a.metricsSrv != nil {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			if err := a.metricsSrv.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.log.Error("metrics server", "err", err)
-			}
-		}()
-	}
-	a.wg.Add(3)
 	a.webhooks.Starting()
+	a.goBackground("http server", func() error { return a.server.Serve(a.ln) })
+	if a.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metricsHandler())
+		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		a.goBackground("metrics server", func() error { return a.metricsSrv.Serve(a.metricsLn) })
+	}
+	// The dispatcher stops with the other background work, before the
+	// database closes.
+	a.goBackground("webhook dispatcher", func() error { a.webhooks.Run(bg); return nil })
+	a.goBackground("sweep", func() error { a.runEvery(bg, a.cfg.SweepInterval, a.sweep); return nil })
+	return nil
+}
+
+// goBackground runs fn on a goroutine Close waits for, logging its
+// failure (a server's ErrServerClosed is its normal end).
+func (a *App) goBackground(what string, fn func() error) {
+	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.webhooks.Run(bg) // stopped with the other background work, before the database closes
-	}()
-	go func() {
-		defer a.wg.Done()
-		if err := a.server.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("http server", "err", err)
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error(what, "err", err)
 		}
 	}()
-	go func() {
-		defer a.wg.Done()
-		a.runEvery(bg, a.cfg.SweepInterval, a.sweep)
-	}()
-	a.log.Info("portal started", "listen", a.ln.Addr().String(), "url", a.publicURL, "data_dir", a.cfg.DataDir,
-		"version", a.cfg.Version)
-	return nil
 }
 
 // runEvery calls fn every interval until ctx ends.

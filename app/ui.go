@@ -37,151 +37,177 @@ func (a *App) uiLoginPage(ui *webui.UI) http.Handler {
 	})
 }
 
-// uiBackend is the pages' view of the operations.
+// uiBackend is the pages' view of the operations: each function decodes
+// nothing, calls one operation with the request's identity and converts
+// its result for the pages.
 func (a *App) uiBackend() webui.Backend {
-	o := a.ops
-	id := requestIdentity
-	return webui.Backend{
+	o, id := a.ops, requestIdentity
+	b := webui.Backend{
 		CurrentUser: func(r *http.Request) *webui.User { return uiUser(requestUser(r)) },
 		May: func(r *http.Request, op string) bool {
 			_, err := o.policy.Check(id(r), access.Op(op))
 			return err == nil
 		},
-		Limits: a.uiLimits,
-		ListFiles: func(r *http.Request, q webui.FileQuery) (webui.FilePage, error) {
-			page, err := o.ListFiles(r.Context(), id(r), FileQuery(q))
-			return webui.FilePage{Items: mapSlice(page.Items, uiFile), NextCursor: page.NextCursor}, uiError(err)
-		},
-		GetFile: func(r *http.Request, fileID string) (webui.File, error) {
-			f, err := o.GetFile(r.Context(), id(r), fileID)
-			return uiFile(f), uiError(err)
-		},
-		FileByUpload: func(r *http.Request, uploadID string) (webui.File, error) {
-			f, err := o.FileByUpload(r.Context(), id(r), uploadID)
-			return uiFile(f), uiError(err)
-		},
-		DeleteFile: func(r *http.Request, fileID string) error {
-			return uiError(o.DeleteFile(r.Context(), id(r), fileID))
-		},
-		FileEvents: func(r *http.Request, fileID string) ([]webui.Event, error) {
-			evs, err := o.FileEvents(r.Context(), id(r), fileID)
-			return mapSlice(evs, uiEvent), uiError(err)
-		},
-		ListEvents: func(r *http.Request, q webui.EventQuery) (webui.EventPage, error) {
-			evs, next, err := o.ListEventDetails(r.Context(), id(r),
-				EventQuery{Type: q.Type, FileID: q.FileID, Cursor: q.Cursor, Limit: q.Limit})
-			return webui.EventPage{Items: mapSlice(evs, uiEvent), NextCursor: next}, uiError(err)
-		},
-		GetEvent: func(r *http.Request, eventID string) (webui.Event, error) {
-			ev, err := o.GetEvent(r.Context(), id(r), eventID)
-			return uiEvent(ev), uiError(err)
-		},
-		RetryDelivery: func(r *http.Request, deliveryID string) error {
-			_, err := o.RetryDelivery(r.Context(), id(r), deliveryID)
-			return uiError(err)
-		},
-		ListDeliveries: func(r *http.Request, q webui.EventQuery) ([]webui.Delivery, string, error) {
-			page, err := o.ListDeliveries(r.Context(), id(r), outbox.DeliveryFilter{EndpointID: q.Endpoint,
-				Status: q.Status, EventType: q.Type, Cursor: q.Cursor, Limit: q.Limit})
-			return mapSlice(page.Items, uiDelivery), page.NextCursor, uiError(err)
-		},
-		EventTypes: append(slices.Clone(subscribableEventTypes), EventPortalTest),
-		DeliveryStatus: []string{outbox.StatusPending, outbox.StatusDelivering, outbox.StatusSucceeded,
-			outbox.StatusFailed, outbox.StatusCancelled},
-		ListEndpoints: func(r *http.Request) ([]webui.Endpoint, error) {
-			eps, err := o.ListEndpoints(r.Context(), id(r))
-			if err != nil {
-				return nil, uiError(err)
-			}
-			out := make([]webui.Endpoint, 0, len(eps))
-			for _, ep := range eps {
-				e, err := a.uiEndpoint(r, ep)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, e)
-			}
-			return out, nil
-		},
-		GetEndpoint: func(r *http.Request, endpointID string) (webui.Endpoint, error) {
-			ep, err := o.GetEndpoint(r.Context(), id(r), endpointID)
-			if err != nil {
-				return webui.Endpoint{}, uiError(err)
-			}
-			return a.uiEndpoint(r, ep)
-		},
-		CreateEndpoint: func(r *http.Request, in webui.EndpointInput) (webui.Endpoint, string, error) {
-			ep, secret, err := o.CreateEndpoint(r.Context(), id(r),
-				EndpointInput{URL: in.URL, Description: in.Description, EventTypes: in.EventTypes})
-			if err != nil {
-				return webui.Endpoint{}, "", uiError(err)
-			}
+	}
+	a.uiFiles(&b)
+	a.uiEvents(&b)
+	a.uiEndpoints(&b)
+	a.uiAccounts(&b)
+	return b
+}
+
+// uiFiles fills the file pages' functions.
+func (a *App) uiFiles(b *webui.Backend) {
+	o, id := a.ops, requestIdentity
+	b.Limits = a.uiLimits
+	b.ListFiles = func(r *http.Request, q webui.FileQuery) (webui.FilePage, error) {
+		page, err := o.ListFiles(r.Context(), id(r), FileQuery(q))
+		return webui.FilePage{Items: mapSlice(page.Items, uiFile), NextCursor: page.NextCursor}, uiError(err)
+	}
+	b.GetFile = func(r *http.Request, fileID string) (webui.File, error) {
+		f, err := o.GetFile(r.Context(), id(r), fileID)
+		return uiFile(f), uiError(err)
+	}
+	b.FileByUpload = func(r *http.Request, uploadID string) (webui.File, error) {
+		f, err := o.FileByUpload(r.Context(), id(r), uploadID)
+		return uiFile(f), uiError(err)
+	}
+	b.DeleteFile = func(r *http.Request, fileID string) error {
+		return uiError(o.DeleteFile(r.Context(), id(r), fileID))
+	}
+	b.FileEvents = func(r *http.Request, fileID string) ([]webui.Event, error) {
+		evs, err := o.FileEvents(r.Context(), id(r), fileID)
+		return mapSlice(evs, uiEvent), uiError(err)
+	}
+}
+
+// uiEvents fills the event, delivery and dashboard pages' functions.
+func (a *App) uiEvents(b *webui.Backend) {
+	o, id := a.ops, requestIdentity
+	b.ListEvents = func(r *http.Request, q webui.EventQuery) (webui.EventPage, error) {
+		evs, next, err := o.ListEventDetails(r.Context(), id(r),
+			EventQuery{Type: q.Type, FileID: q.FileID, Cursor: q.Cursor, Limit: q.Limit})
+		return webui.EventPage{Items: mapSlice(evs, uiEvent), NextCursor: next}, uiError(err)
+	}
+	b.GetEvent = func(r *http.Request, eventID string) (webui.Event, error) {
+		ev, err := o.GetEvent(r.Context(), id(r), eventID)
+		return uiEvent(ev), uiError(err)
+	}
+	b.RetryDelivery = func(r *http.Request, deliveryID string) error {
+		_, err := o.RetryDelivery(r.Context(), id(r), deliveryID)
+		return uiError(err)
+	}
+	b.ListDeliveries = func(r *http.Request, q webui.EventQuery) ([]webui.Delivery, string, error) {
+		page, err := o.ListDeliveries(r.Context(), id(r), outbox.DeliveryFilter{EndpointID: q.Endpoint,
+			Status: q.Status, EventType: q.Type, Cursor: q.Cursor, Limit: q.Limit})
+		return mapSlice(page.Items, uiDelivery), page.NextCursor, uiError(err)
+	}
+	b.EventTypes = append(slices.Clone(subscribableEventTypes), EventPortalTest)
+	b.DeliveryStatus = []string{outbox.StatusPending, outbox.StatusDelivering, outbox.StatusSucceeded,
+		outbox.StatusFailed, outbox.StatusCancelled}
+	b.DashboardCounts = func(r *http.Request) (webui.Dashboard, error) {
+		d, err := o.Dashboard(r.Context(), id(r))
+		return d, uiError(err)
+	}
+}
+
+// uiEndpoints fills the webhook endpoint pages' functions.
+func (a *App) uiEndpoints(b *webui.Backend) {
+	o, id := a.ops, requestIdentity
+	b.ListEndpoints = func(r *http.Request) ([]webui.Endpoint, error) {
+		eps, err := o.ListEndpoints(r.Context(), id(r))
+		if err != nil {
+			return nil, uiError(err)
+		}
+		out := make([]webui.Endpoint, 0, len(eps))
+		for _, ep := range eps {
 			e, err := a.uiEndpoint(r, ep)
-			return e, secret, err
-		},
-		UpdateEndpoint: func(r *http.Request, endpointID string, in webui.EndpointInput) error {
-			types := in.EventTypes
-			if types == nil {
-				types = []string{}
-			}
-			_, err := o.UpdateEndpoint(r.Context(), id(r), endpointID,
-				EndpointChange{URL: &in.URL, Description: &in.Description, EventTypes: &types})
-			return uiError(err)
-		},
-		SetEndpointOn: func(r *http.Request, endpointID string, enabled bool, reason string) error {
-			_, err := o.UpdateEndpoint(r.Context(), id(r), endpointID, EndpointChange{Enabled: &enabled, DisabledReason: reason})
-			return uiError(err)
-		},
-		RotateSecret: func(r *http.Request, endpointID string) (string, error) {
-			secret, _, err := o.RotateSecret(r.Context(), id(r), endpointID, nil)
-			return secret, uiError(err)
-		},
-		TestEndpoint: func(r *http.Request, endpointID string) error {
-			_, _, err := o.TestEndpoint(r.Context(), id(r), endpointID)
-			return uiError(err)
-		},
-		ReplayEndpoint: func(r *http.Request, endpointID string, since *time.Time) (int, error) {
-			n, err := o.ReplayEndpoint(r.Context(), id(r), endpointID, ReplayInput{FailedOnly: since == nil, Since: since})
-			return n, uiError(err)
-		},
-		DeleteEndpoint: func(r *http.Request, endpointID string) error {
-			return uiError(o.DeleteEndpoint(r.Context(), id(r), endpointID))
-		},
-		EndpointEvents: subscribableEventTypes,
-		DashboardCounts: func(r *http.Request) (webui.Dashboard, error) {
-			d, err := o.Dashboard(r.Context(), id(r))
-			return d, uiError(err)
-		},
-		ListUsers: func(r *http.Request) ([]webui.User, error) {
-			us, err := o.ListUsers(r.Context(), id(r))
-			return mapSlice(us, func(u User) webui.User { return *uiUser(&u) }), uiError(err)
-		},
-		CreateUser: func(r *http.Request, username, role, password string) (webui.User, error) {
-			u, err := o.CreateUser(r.Context(), id(r), NewUser{Username: username, Role: role, Password: password})
 			if err != nil {
-				return webui.User{}, uiError(err)
+				return nil, err
 			}
-			return *uiUser(&u), nil
-		},
-		UpdateUser: func(r *http.Request, userID string, role *string, disabled *bool, password *string) error {
-			_, err := o.UpdateUser(r.Context(), id(r), userID, UserChange{Role: role, Disabled: disabled, Password: password})
-			return uiError(err)
-		},
-		DeleteUser: func(r *http.Request, userID string) error {
-			return uiError(o.DeleteUser(r.Context(), id(r), userID))
-		},
-		ListTokens: func(r *http.Request) ([]webui.Token, error) {
-			ts, err := o.ListTokens(r.Context(), id(r))
-			return mapSlice(ts, uiToken), uiError(err)
-		},
-		CreateToken: func(r *http.Request, name string, ttl time.Duration, scopes []string) (webui.Token, string, error) {
-			t, secret, err := o.CreateToken(r.Context(), id(r), NewToken{Name: name, TTL: ttl, Scopes: scopes})
-			return uiToken(t), secret, uiError(err)
-		},
-		TokenScopes: mapSlice(access.Scopes(), func(s access.Scope) string { return string(s) }),
-		RevokeToken: func(r *http.Request, tokenID string) error {
-			return uiError(o.RevokeToken(r.Context(), id(r), tokenID))
-		},
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	b.GetEndpoint = func(r *http.Request, endpointID string) (webui.Endpoint, error) {
+		ep, err := o.GetEndpoint(r.Context(), id(r), endpointID)
+		if err != nil {
+			return webui.Endpoint{}, uiError(err)
+		}
+		return a.uiEndpoint(r, ep)
+	}
+	b.CreateEndpoint = func(r *http.Request, in webui.EndpointInput) (webui.Endpoint, string, error) {
+		ep, secret, err := o.CreateEndpoint(r.Context(), id(r),
+			EndpointInput{URL: in.URL, Description: in.Description, EventTypes: in.EventTypes})
+		if err != nil {
+			return webui.Endpoint{}, "", uiError(err)
+		}
+		e, err := a.uiEndpoint(r, ep)
+		return e, secret, err
+	}
+	b.UpdateEndpoint = func(r *http.Request, endpointID string, in webui.EndpointInput) error {
+		types := in.EventTypes
+		if types == nil {
+			types = []string{}
+		}
+		_, err := o.UpdateEndpoint(r.Context(), id(r), endpointID,
+			EndpointChange{URL: &in.URL, Description: &in.Description, EventTypes: &types})
+		return uiError(err)
+	}
+	b.SetEndpointOn = func(r *http.Request, endpointID string, enabled bool, reason string) error {
+		_, err := o.UpdateEndpoint(r.Context(), id(r), endpointID, EndpointChange{Enabled: &enabled, DisabledReason: reason})
+		return uiError(err)
+	}
+	b.RotateSecret = func(r *http.Request, endpointID string) (string, error) {
+		secret, _, err := o.RotateSecret(r.Context(), id(r), endpointID, nil)
+		return secret, uiError(err)
+	}
+	b.TestEndpoint = func(r *http.Request, endpointID string) error {
+		_, _, err := o.TestEndpoint(r.Context(), id(r), endpointID)
+		return uiError(err)
+	}
+	b.ReplayEndpoint = func(r *http.Request, endpointID string, since *time.Time) (int, error) {
+		n, err := o.ReplayEndpoint(r.Context(), id(r), endpointID, ReplayInput{FailedOnly: since == nil, Since: since})
+		return n, uiError(err)
+	}
+	b.DeleteEndpoint = func(r *http.Request, endpointID string) error {
+		return uiError(o.DeleteEndpoint(r.Context(), id(r), endpointID))
+	}
+	b.EndpointEvents = subscribableEventTypes
+}
+
+// uiAccounts fills the user and token pages' functions.
+func (a *App) uiAccounts(b *webui.Backend) {
+	o, id := a.ops, requestIdentity
+	b.ListUsers = func(r *http.Request) ([]webui.User, error) {
+		us, err := o.ListUsers(r.Context(), id(r))
+		return mapSlice(us, func(u User) webui.User { return *uiUser(&u) }), uiError(err)
+	}
+	b.CreateUser = func(r *http.Request, username, role, password string) (webui.User, error) {
+		u, err := o.CreateUser(r.Context(), id(r), NewUser{Username: username, Role: role, Password: password})
+		if err != nil {
+			return webui.User{}, uiError(err)
+		}
+		return *uiUser(&u), nil
+	}
+	b.UpdateUser = func(r *http.Request, userID string, role *string, disabled *bool, password *string) error {
+		_, err := o.UpdateUser(r.Context(), id(r), userID, UserChange{Role: role, Disabled: disabled, Password: password})
+		return uiError(err)
+	}
+	b.DeleteUser = func(r *http.Request, userID string) error {
+		return uiError(o.DeleteUser(r.Context(), id(r), userID))
+	}
+	b.ListTokens = func(r *http.Request) ([]webui.Token, error) {
+		ts, err := o.ListTokens(r.Context(), id(r))
+		return mapSlice(ts, uiToken), uiError(err)
+	}
+	b.CreateToken = func(r *http.Request, name string, ttl time.Duration, scopes []string) (webui.Token, string, error) {
+		t, secret, err := o.CreateToken(r.Context(), id(r), NewToken{Name: name, TTL: ttl, Scopes: scopes})
+		return uiToken(t), secret, uiError(err)
+	}
+	b.TokenScopes = mapSlice(access.Scopes(), func(s access.Scope) string { return string(s) })
+	b.RevokeToken = func(r *http.Request, tokenID string) error {
+		return uiError(o.RevokeToken(r.Context(), id(r), tokenID))
 	}
 }
 

@@ -5,9 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/doorito/portal/internal/keyset"
 	"strings"
 	"time"
+
+	"github.com/doorito/portal/internal/keyset"
 
 	"github.com/google/uuid"
 )
@@ -255,153 +256,6 @@ func (o *Outbox) RetryDelivery(ctx context.Context, id string) (Delivery, error)
 	}
 	o.Committed()
 	return o.GetDelivery(ctx, id)
-}
-
-// ReplayFilter selects what Replay queues again. With FailedOnly, the
-// endpoint's failed deliveries (of events since Since, when set); without
-// it, every event since Since that the endpoint received or should have
-// received: existing deliveries that are done are queued again, and
-// missing ones (events from while the endpoint was disabled or did not
-// exist yet, or did not match its event types) are created.
-type ReplayFilter struct {
-	FailedOnly bool
-	Since      time.Time
-}
-
-// replayBatch bounds the rows one replay transaction writes, so a large
-// replay does not hold the writer for long.
-const replayBatch = 500
-
-// Replay queues an endpoint's deliveries again (see ReplayFilter) and
-// returns how many it queued. They are sent as retries, in turn with fresh
-// events, so a large replay does not delay new events. The deliveries of
-// a disabled endpoint wait until it is enabled.
-func (o *Outbox) Replay(ctx context.Context, endpointID string, f ReplayFilter) (int, error) {
-	ep, err := o.GetEndpoint(ctx, endpointID)
-	if err != nil {
-		return 0, err
-	}
-	if !f.FailedOnly && f.Since.IsZero() {
-		return 0, invalidf("replay needs a status (failed) or a since time")
-	}
-	statuses := "('failed')"
-	if !f.FailedOnly {
-		statuses = "('succeeded', 'failed')"
-	}
-	since := f.Since.UnixMilli()
-	if f.Since.IsZero() {
-		since = 0
-	}
-	total := 0
-	// Existing deliveries, in batches, each visited once (by id).
-	after := ""
-	for {
-		var n int
-		err := o.inTx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, `SELECT d.id FROM deliveries d JOIN events ev ON ev.id = d.event_id
-				WHERE d.endpoint_id = ? AND d.status IN `+statuses+` AND ev.created_at >= ? AND d.id > ?
-				ORDER BY d.id LIMIT ?`, endpointID, since, after, replayBatch)
-			if err != nil {
-				return err
-			}
-			var ids []any
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return err
-				}
-				ids = append(ids, id)
-				after = id
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil || len(ids) == 0 {
-				return err
-			}
-			now := o.clock().UnixMilli()
-			_, err = tx.ExecContext(ctx, `UPDATE deliveries SET status = 'pending', lane = 1, tries = 0,
-				next_attempt_at = ?, updated_at = ? WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`,
-				append([]any{now, now}, ids...)...)
-			n = len(ids)
-			return err
-		})
-		if err != nil {
-			return total, fmt.Errorf("outbox: replay: %w", err)
-		}
-		total += n
-		if n > 0 {
-			o.Committed()
-		}
-		if n < replayBatch {
-			break
-		}
-	}
-	if f.FailedOnly {
-		return total, nil
-	}
-	// Missing deliveries: matching events since the time that have none
-	// for this endpoint. Test events are only ever sent to their own
-	// endpoint.
-	// Events are written in time order: start at the first one since.
-	var first sql.NullInt64
-	if err := o.r.QueryRowContext(ctx, "SELECT MIN(seq) FROM events WHERE created_at >= ?", since).Scan(&first); err != nil {
-		return total, fmt.Errorf("outbox: replay: %w", err)
-	}
-	if !first.Valid {
-		return total, nil
-	}
-	afterSeq := first.Int64 - 1
-	for {
-		rows, err := o.r.QueryContext(ctx, `SELECT ev.seq, ev.id, ev.type FROM events ev
-			WHERE ev.created_at >= ? AND ev.seq > ? AND ev.type <> ? AND NOT EXISTS
-			(SELECT 1 FROM deliveries d WHERE d.event_id = ev.id AND d.endpoint_id = ?) ORDER BY ev.seq LIMIT ?`,
-			since, afterSeq, TestEventType, endpointID, replayBatch)
-		if err != nil {
-			return total, fmt.Errorf("outbox: replay: %w", err)
-		}
-		var ids []string
-		seen := 0
-		for rows.Next() {
-			var id, typ string
-			if err := rows.Scan(&afterSeq, &id, &typ); err != nil {
-				rows.Close()
-				return total, fmt.Errorf("outbox: replay: %w", err)
-			}
-			seen++
-			if MatchEventType(ep.EventTypes, typ) {
-				ids = append(ids, id)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return total, fmt.Errorf("outbox: replay: %w", err)
-		}
-		if len(ids) > 0 {
-			err := o.inTx(ctx, func(tx *sql.Tx) error {
-				now := o.clock()
-				for _, id := range ids {
-					if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, endpoint_id, status, lane,
-						next_attempt_at, created_at, updated_at) SELECT ?, ?, ?, 'pending', 1, ?, ?, ?
-						WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = ? AND deleted_at IS NULL)
-						ON CONFLICT (event_id, endpoint_id) DO NOTHING`,
-						uuid.Must(uuid.NewV7()).String(), id, endpointID, now.UnixMilli(), now.UnixMilli(), now.UnixMilli(),
-						endpointID); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return total, fmt.Errorf("outbox: replay: %w", err)
-			}
-			total += len(ids)
-			o.Committed()
-		}
-		if seen < replayBatch {
-			break
-		}
-	}
-	return total, nil
 }
 
 // TestEventType is the type of the test event an administrator sends to

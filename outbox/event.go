@@ -9,11 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/doorito/portal/internal/keyset"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/doorito/portal/internal/keyset"
 )
 
 // ErrNotFound is returned when an event (or other record) does not exist.

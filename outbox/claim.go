@@ -1,0 +1,319 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// The claim: which due deliveries the dispatcher takes next, and the
+// queries that find them. Sending is in send.go, recording in record.go.
+
+// claim marks due deliveries "delivering", within the claim limits, and
+// returns them as jobs with the earliest time another becomes due on an
+// endpoint that has room (zero if none). Endpoints are visited
+// round-robin, and on each, fresh deliveries and retries are taken in
+// turn. Candidates are found on the read pool; one write statement flips
+// those still pending (and still in order), so the claim holds the single
+// writer briefly; what the attempts need is then read on the read pool.
+func (d *Dispatcher) claim(ctx context.Context) ([]*job, time.Time, error) {
+	free := claimAhead*d.cfg.Workers - d.total
+	if free <= 0 {
+		return nil, time.Time{}, nil // a finishing request wakes the loop
+	}
+	eps, version, err := d.endpoints(ctx)
+	if err != nil || len(eps) == 0 {
+		return nil, time.Time{}, err
+	}
+	now := d.now()
+	candidates, roomy, err := d.candidates(ctx, eps, free, now)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	jobs, err := d.take(ctx, candidates, eps, version, now)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	next, err := d.nextDueOf(ctx, roomy)
+	return jobs, next, err
+}
+
+// endpoints returns the enabled endpoints, read again only when they
+// changed, with the version of the list.
+func (d *Dispatcher) endpoints(ctx context.Context) ([]enabledEndpoint, int64, error) {
+	version := d.o.endpointVersion.Load()
+	if d.eps == nil || d.epsVersion != version {
+		eps, err := enabledEndpoints(ctx, d.o.r)
+		if err != nil {
+			return nil, 0, err
+		}
+		d.eps, d.epsVersion = eps, version
+		if d.eps == nil {
+			d.eps = []enabledEndpoint{}
+		}
+	}
+	return d.eps, version, nil
+}
+
+// candidates picks up to free due deliveries, round-robin over the
+// endpoints, fresh ones and retries in turn on each, within each
+// endpoint's claim limit; roomy are the endpoints with room left.
+func (d *Dispatcher) candidates(ctx context.Context, eps []enabledEndpoint, free int, now time.Time) ([]string, map[string]bool, error) {
+	d.rr = (d.rr + 1) % len(eps)
+	var out []string
+	roomy := map[string]bool{}
+	for i := range eps {
+		ep := eps[(d.rr+i)%len(eps)].id
+		limit := claimAhead * d.cfg.PerEndpoint
+		if d.inflight[ep] > limit/2 {
+			// Enough claimed to keep its requests busy: claim again when
+			// it falls below half, in one larger batch.
+			continue
+		}
+		room := min(limit-d.inflight[ep], free-len(out))
+		if room <= 0 {
+			continue
+		}
+		fresh, err := d.dueDeliveries(ctx, ep, laneFresh, now, room)
+		if err != nil {
+			return nil, nil, err
+		}
+		retry, err := d.dueDeliveries(ctx, ep, laneRetry, now, room)
+		if err != nil {
+			return nil, nil, err
+		}
+		for k := 0; room > 0 && (k < len(fresh) || k < len(retry)); k++ {
+			if k < len(fresh) {
+				out, room = append(out, fresh[k]), room-1
+			}
+			if k < len(retry) && room > 0 {
+				out, room = append(out, retry[k]), room-1
+			}
+		}
+		if room > 0 {
+			roomy[ep] = true
+		}
+	}
+	return out, roomy, nil
+}
+
+// take flips the candidates still pending (and in order) to delivering in
+// one statement and loads them as jobs.
+func (d *Dispatcher) take(ctx context.Context, candidates []string, eps []enabledEndpoint, version int64, now time.Time) ([]*job, error) {
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	var claimed []string
+	err := d.o.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		claimed, err = scanStrings(d.o.txQuery(ctx, tx, sqlClaim, now.UnixMilli(), jsonList(candidates), now.UnixMilli()))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := d.loadJobs(ctx, claimed, eps, version, now)
+	if err != nil {
+		// Claimed but not loaded: put back for the next round.
+		for _, id := range claimed {
+			d.records <- recItem{j: &job{id: id}, release: true, next: now.Add(d.cfg.PollInterval)}
+		}
+		return nil, err
+	}
+	return jobs, nil
+}
+
+// nextDueOf is when the next delivery falls due on one of the endpoints
+// (zero if none is waiting).
+func (d *Dispatcher) nextDueOf(ctx context.Context, endpoints map[string]bool) (time.Time, error) {
+	var next time.Time
+	for ep := range endpoints {
+		t, err := d.nextDue(ctx, ep)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	return next, nil
+}
+
+// jsonList encodes ids as a JSON array, for json_each: one statement
+// takes any number of them.
+func jsonList(ids []string) string {
+	b, _ := json.Marshal(ids)
+	return string(b)
+}
+
+// loadJobs reads what the attempts of the claimed deliveries need, in the
+// order of ids: the event and the delivery's counters, the endpoint's URL
+// (from eps) and its signing secrets.
+func (d *Dispatcher) loadJobs(ctx context.Context, ids []string, eps []enabledEndpoint, version int64, now time.Time) ([]*job, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := d.o.readQuery(ctx, sqlLoadJobs, jsonList(ids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	byID := make(map[string]*job, len(ids))
+	for rows.Next() {
+		j := &job{}
+		var committed int64
+		if err := rows.Scan(&j.id, &j.endpointID, &j.eventID, &j.payload, &j.tries, &j.attempts, &committed); err != nil {
+			return nil, err
+		}
+		j.committed = time.UnixMilli(committed)
+		byID[j.id] = j
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	targets := map[string]*endpointTarget{}
+	for _, ep := range eps {
+		targets[ep.id] = &endpointTarget{url: ep.url, version: version}
+	}
+	jobs := make([]*job, 0, len(ids))
+	for _, id := range ids {
+		j := byID[id]
+		if j == nil {
+			return nil, fmt.Errorf("claimed delivery %s vanished", id)
+		}
+		t := targets[j.endpointID]
+		if t == nil {
+			return nil, fmt.Errorf("claimed delivery %s of an endpoint not read", id)
+		}
+		if t.secrets == nil {
+			if t.secrets, err = d.o.activeSecrets(ctx, j.endpointID, now); err != nil {
+				return nil, err
+			}
+			if t.secrets == nil {
+				t.secrets = []string{}
+			}
+		}
+		j.ep = t
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+// inOrder keeps one endpoint's deliveries about one file in event order: a
+// delivery waits while an earlier event of the same file still has an
+// unfinished (pending or delivering) delivery to the same endpoint. So a
+// receiver sees file.uploaded, file.expiring and file.deleted of a file in
+// the order they were committed, even with several workers per endpoint.
+// events(file_id, seq) and deliveries(event_id, endpoint_id) index it.
+const inOrder = ` AND NOT EXISTS (SELECT 1 FROM events e JOIN events e2 ON e2.file_id = e.file_id AND e2.seq < e.seq
+	JOIN deliveries d2 ON d2.event_id = e2.id AND d2.endpoint_id = deliveries.endpoint_id
+	WHERE e.id = deliveries.event_id AND d2.status IN ('pending', 'delivering'))`
+
+// The statements of the hot paths, prepared once (see prepare).
+const (
+	sqlClaim = `UPDATE deliveries SET status = 'delivering', updated_at = ?
+		WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending' AND next_attempt_at <= ?
+		AND EXISTS (SELECT 1 FROM endpoints ep
+		WHERE ep.id = deliveries.endpoint_id AND ep.enabled = 1 AND ep.deleted_at IS NULL)` + inOrder + ` RETURNING id`
+	sqlRelease = `UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?
+		WHERE id = ? AND status = 'delivering'`
+	sqlInsertAttempt = `INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, url,
+		status_code, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlRecordAttempt = `UPDATE deliveries SET status = ?, attempts = attempts + 1, tries = ?,
+		next_attempt_at = ?, last_attempt_at = ?, last_status_code = ?, last_error = ?, updated_at = ?
+		WHERE id = ? AND status = 'delivering'`
+	sqlEndpointHealthy = "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL"
+
+	sqlDue = `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
+		AND next_attempt_at <= ?` + inOrder + ` ORDER BY next_attempt_at LIMIT ?`
+	sqlNextDue = `SELECT next_attempt_at FROM deliveries
+		WHERE endpoint_id = ? AND lane = ? AND status = 'pending'` + inOrder + ` ORDER BY next_attempt_at LIMIT 1`
+	sqlLoadJobs = `SELECT d.id, d.endpoint_id, d.event_id, ev.payload, d.tries, d.attempts, ev.created_at
+		FROM deliveries d JOIN events ev ON ev.id = d.event_id WHERE d.id IN (SELECT value FROM json_each(?))`
+)
+
+// prepare prepares the writer's statements, while no transaction holds
+// the writer (the read pool prepares its own on first use).
+func (d *Dispatcher) prepare(ctx context.Context) error {
+	for _, q := range []string{sqlClaim, sqlRelease, sqlInsertAttempt, sqlRecordAttempt, sqlEndpointHealthy} {
+		if _, err := d.o.stmt(ctx, d.o.w, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// querier is a database pool or transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// enabledEndpoint is an endpoint deliveries can be claimed for.
+type enabledEndpoint struct{ id, url string }
+
+func enabledEndpoints(ctx context.Context, q querier) ([]enabledEndpoint, error) {
+	rows, err := q.QueryContext(ctx, "SELECT id, url FROM endpoints WHERE enabled = 1 AND deleted_at IS NULL ORDER BY id")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var eps []enabledEndpoint
+	for rows.Next() {
+		var ep enabledEndpoint
+		if err := rows.Scan(&ep.id, &ep.url); err != nil {
+			return nil, err
+		}
+		eps = append(eps, ep)
+	}
+	return eps, rows.Err()
+}
+
+func (d *Dispatcher) dueDeliveries(ctx context.Context, endpointID string, lane int, now time.Time, limit int) ([]string, error) {
+	return scanStrings(d.o.readQuery(ctx, sqlDue, endpointID, lane, now.UnixMilli(), limit))
+}
+
+// scanStrings reads a one-column result of strings.
+func scanStrings(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// nextDue is the earliest next attempt of an endpoint's pending deliveries
+// that are not waiting for an earlier event of their file, or zero. (The
+// index yields them in due order, so the scan stops at the first one in
+// order.)
+func (d *Dispatcher) nextDue(ctx context.Context, endpointID string) (time.Time, error) {
+	var next time.Time
+	for _, lane := range []int{laneFresh, laneRetry} {
+		ms, err := scanStrings(d.o.readQuery(ctx, sqlNextDue, endpointID, lane))
+		if err != nil {
+			return time.Time{}, err
+		}
+		if len(ms) == 0 {
+			continue
+		}
+		v, err := strconv.ParseInt(ms[0], 10, 64)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if t := time.UnixMilli(v).UTC(); next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	return next, nil
+}
