@@ -48,13 +48,13 @@ tools:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 ## docker-lint: lint the Dockerfile (no Docker engine needed) and check the binary is static
-docker-lint: build test/docker/node_modules
-	cd test/docker && node lint.mjs ../../Dockerfile
+docker-lint: build testdata/docker/node_modules
+	cd testdata/docker && node lint.mjs ../../Dockerfile
 	@out=$$(ldd $(BIN) 2>&1 || true); echo "ldd $(BIN): $$out"; \
 	echo "$$out" | grep -q "not a dynamic executable"
 
-test/docker/node_modules: test/docker/package.json test/docker/package-lock.json
-	cd test/docker && $(NPM) ci --no-audit --no-fund
+testdata/docker/node_modules: testdata/docker/package.json testdata/docker/package-lock.json
+	cd testdata/docker && $(NPM) ci --no-audit --no-fund
 	@touch $@
 
 ## prometheus-check: a real Prometheus scrapes a running portal
@@ -69,25 +69,25 @@ vet:
 	$(GO) vet ./...
 
 ## test-go: the Go tests; webhook signatures are also verified with npm standardwebhooks
-test-go: test/webhooks/node_modules
+test-go: testdata/webhooks/node_modules
 	PORTAL_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 10m ./...
 
-test/webhooks/node_modules: test/webhooks/package.json test/webhooks/package-lock.json
-	cd test/webhooks && $(NPM) ci --no-audit --no-fund
+testdata/webhooks/node_modules: testdata/webhooks/package.json testdata/webhooks/package-lock.json
+	cd testdata/webhooks && $(NPM) ci --no-audit --no-fund
 	@touch $@
 
-test/node/node_modules: test/node/package.json test/node/package-lock.json
-	cd test/node && $(NPM) ci --no-audit --no-fund
+testdata/node/node_modules: testdata/node/package.json testdata/node/package-lock.json
+	cd testdata/node && $(NPM) ci --no-audit --no-fund
 	@touch $@
 
-test-node: build test/node/node_modules
-	cd test/node && PORTAL_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1
+test-node: build testdata/node/node_modules
+	cd testdata/node && PORTAL_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1
 
 ## e2e: drive the real binary in headless Chromium (Debian's package) with
 ## playwright-core: sign in, upload through Uppy, webhooks, replay.
 ## Screenshots of every page go to build/e2e/screenshots/.
-e2e: build chromium test/e2e/node_modules
-	cd test/e2e && PORTAL_BIN=$(CURDIR)/$(BIN) E2E_OUT=$(CURDIR)/build/e2e node --test --test-concurrency=1
+e2e: build chromium testdata/e2e/node_modules
+	cd testdata/e2e && PORTAL_BIN=$(CURDIR)/$(BIN) E2E_OUT=$(CURDIR)/build/e2e node --test --test-concurrency=1
 
 ## chromium: Debian's chromium, installed when missing (never a downloaded browser)
 chromium:
@@ -95,8 +95,8 @@ chromium:
 	  echo "installing Debian's chromium"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test/e2e/node_modules: test/e2e/package.json test/e2e/package-lock.json
-	cd test/e2e && $(NPM) ci --no-audit --no-fund
+testdata/e2e/node_modules: testdata/e2e/package.json testdata/e2e/package-lock.json
+	cd testdata/e2e && $(NPM) ci --no-audit --no-fund
 	@touch $@
 
 ## bench: build the portal and run the benchmarks (cmd/portalbench, about 10

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 func scanErrorBodies(tb testing.TB, dataDir string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			rec := &errorBodyRecorder{ResponseWriter: w}
+			rec := &errorBodyRecorder{statusRecorder: statusRecorder{ResponseWriter: w}}
 			next.ServeHTTP(rec, r)
 			if rec.status < 400 {
 				return
@@ -43,28 +43,17 @@ func scanErrorBodies(tb testing.TB, dataDir string) func(http.Handler) http.Hand
 	}
 }
 
-// errorBodyRecorder keeps a copy of the body of an error response.
+// errorBodyRecorder keeps a copy of the body of an error response; the
+// status comes from the portal's own statusRecorder.
 type errorBodyRecorder struct {
-	http.ResponseWriter
-	status int
-	body   bytes.Buffer
-}
-
-func (e *errorBodyRecorder) WriteHeader(code int) {
-	if e.status == 0 {
-		e.status = code
-	}
-	e.ResponseWriter.WriteHeader(code)
+	statusRecorder
+	body bytes.Buffer
 }
 
 func (e *errorBodyRecorder) Write(b []byte) (int, error) {
-	if e.status == 0 {
-		e.status = http.StatusOK
-	}
+	n, err := e.statusRecorder.Write(b)
 	if e.status >= 400 && e.body.Len() < 64<<10 {
-		e.body.Write(b)
+		e.body.Write(b[:n])
 	}
-	return e.ResponseWriter.Write(b)
+	return n, err
 }
-
-func (e *errorBodyRecorder) Unwrap() http.ResponseWriter { return e.ResponseWriter }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/doorito/portal/internal/keyset"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 )
@@ -292,19 +293,7 @@ func (a *App) noticeTx(ctx context.Context, tx *sql.Tx, f File, now time.Time) (
 // before returning, so the transaction can write next.
 func queryFiles(ctx context.Context, q queryer, query string, args ...any) ([]File, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []File
-	for rows.Next() {
-		f, err := scanFile(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, rows.Err()
+	return keyset.All(rows, err, scanFile)
 }
 
 // cronLogger adapts slog to cron's logger (its routine messages at debug).

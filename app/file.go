@@ -394,13 +394,9 @@ func (a *App) listFiles(ctx context.Context, f FileFilter) (FilePage, error) {
 	if f.Cursor != "" {
 		after = f.Cursor
 	}
-	items, more, err := keyset.Page(ctx, a.db.R, q, "id", after, f.Limit, scanFile)
+	items, next, err := keyset.Page(ctx, a.db.R, q, "id", after, f.Limit, scanFile, func(f File) string { return f.ID })
 	if err != nil {
 		return FilePage{}, fmt.Errorf("list files: %w", err)
 	}
-	page := FilePage{Items: items}
-	if more {
-		page.NextCursor = items[len(items)-1].ID
-	}
-	return page, nil
+	return FilePage{Items: items, NextCursor: next}, nil
 }

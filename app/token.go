@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/doorito/portal/app/access"
+	"github.com/doorito/portal/internal/keyset"
 	"github.com/google/uuid"
 )
 
@@ -138,7 +139,7 @@ func parseScopeNames(s string) []access.Scope {
 
 const tokenColumns = `t.id, t.user_id, u.username, t.name, t.scopes, t.created_at, t.expires_at, t.last_used_at, t.revoked_at`
 
-func scanToken(s interface{ Scan(...any) error }) (Token, error) {
+func scanToken(s keyset.Scanner) (Token, error) {
 	var t Token
 	var created int64
 	var scopes string
@@ -170,19 +171,11 @@ func listTokens(ctx context.Context, db queryer, userID string) ([]Token, error)
 		args = append(args, userID)
 	}
 	rows, err := db.QueryContext(ctx, q+" ORDER BY t.id DESC", args...)
+	out, err := keyset.All(rows, err, scanToken)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
-	defer rows.Close()
-	out := []Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // revokeToken revokes token id, which must belong to userID unless

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/doorito/portal/internal/keyset"
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -195,19 +196,11 @@ func userByID(ctx context.Context, db queryer, id string) (User, error) {
 // listUsers returns every user, oldest first.
 func listUsers(ctx context.Context, db queryer) ([]User, error) {
 	rows, err := db.QueryContext(ctx, "SELECT "+userColumns+" FROM users ORDER BY id")
+	out, err := keyset.All(rows, err, func(s keyset.Scanner) (User, error) { return scanUser(s) })
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
-	defer rows.Close()
-	out := []User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // UserChange is a partial update of a user; nil fields stay as they are.

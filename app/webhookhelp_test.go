@@ -237,22 +237,22 @@ func (rc *whReceiver) verifyAll() {
 	whVerifyNPM(tb, got)
 }
 
-// whVerifyNPM runs test/webhooks/verify.mjs (npm standardwebhooks) over
-// deliveries. Without Node or `npm ci` in test/webhooks it skips, unless
+// whVerifyNPM runs testdata/webhooks/verify.mjs (npm standardwebhooks) over
+// deliveries. Without Node or `npm ci` in testdata/webhooks it skips, unless
 // PORTAL_REQUIRE_TOOLS is set (make test sets it and runs npm ci).
 func whVerifyNPM(tb testing.TB, got []whDelivery) {
 	tb.Helper()
 	if len(got) == 0 {
 		return
 	}
-	dir, _ := filepath.Abs(filepath.Join("..", "test", "webhooks"))
+	dir, _ := filepath.Abs(filepath.Join("..", "testdata", "webhooks"))
 	node, err := exec.LookPath("node")
 	if err == nil {
 		_, err = os.Stat(filepath.Join(dir, "node_modules", "standardwebhooks"))
 	}
 	if err != nil {
 		if os.Getenv("PORTAL_REQUIRE_TOOLS") != "" {
-			tb.Errorf("npm standardwebhooks is not available (%v); run make test/webhooks/node_modules", err)
+			tb.Errorf("npm standardwebhooks is not available (%v); run make testdata/webhooks/node_modules", err)
 		} else {
 			tb.Logf("npm verification skipped: %v (make test runs it)", err)
 		}

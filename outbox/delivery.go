@@ -157,32 +157,21 @@ func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (Delivery
 	}
 	q := keyset.Select("SELECT "+deliveryColumns+deliveryFrom).
 		Eq("d.endpoint_id", f.EndpointID).Eq("d.status", f.Status).Eq("ev.type", f.EventType)
-	items, more, err := keyset.Page(ctx, o.r, q, "d.id", after, f.Limit, scanDelivery)
+	items, next, err := keyset.Page(ctx, o.r, q, "d.id", after, f.Limit, scanDelivery,
+		func(d Delivery) string { return d.ID })
 	if err != nil {
 		return DeliveryPage{}, fmt.Errorf("outbox: list deliveries: %w", err)
 	}
-	page := DeliveryPage{Items: items}
-	if more {
-		page.NextCursor = items[len(items)-1].ID
-	}
-	return page, nil
+	return DeliveryPage{Items: items, NextCursor: next}, nil
 }
 
 func (o *Outbox) queryDeliveries(ctx context.Context, q string, args ...any) ([]Delivery, error) {
 	rows, err := o.r.QueryContext(ctx, q, args...)
+	ds, err := keyset.All(rows, err, scanDelivery)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list deliveries: %w", err)
 	}
-	defer rows.Close()
-	ds := []Delivery{}
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, fmt.Errorf("outbox: list deliveries: %w", err)
-		}
-		ds = append(ds, d)
-	}
-	return ds, rows.Err()
+	return ds, nil
 }
 
 func (o *Outbox) fillAttempts(ctx context.Context, ds []*Delivery) error {

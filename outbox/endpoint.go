@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/doorito/portal/internal/keyset"
 	"github.com/google/uuid"
 )
 
@@ -238,7 +239,7 @@ func (o *Outbox) CreateEndpoint(ctx context.Context, p EndpointParams) (Endpoint
 const endpointColumns = `id, url, description, event_types, enabled, disabled_reason, disabled_at,
 	failing_since, created_at, updated_at`
 
-func scanEndpoint(s scanner) (Endpoint, error) {
+func scanEndpoint(s keyset.Scanner) (Endpoint, error) {
 	var ep Endpoint
 	var types string
 	var reason sql.NullString
@@ -270,19 +271,11 @@ func msPtr(v sql.NullInt64) *time.Time {
 // ListEndpoints returns the endpoints that are not deleted, oldest first.
 func (o *Outbox) ListEndpoints(ctx context.Context) ([]Endpoint, error) {
 	rows, err := o.r.QueryContext(ctx, "SELECT "+endpointColumns+" FROM endpoints WHERE deleted_at IS NULL ORDER BY id")
+	eps, err := keyset.All(rows, err, scanEndpoint)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list endpoints: %w", err)
 	}
-	defer rows.Close()
-	eps := []Endpoint{}
-	for rows.Next() {
-		ep, err := scanEndpoint(rows)
-		if err != nil {
-			return nil, fmt.Errorf("outbox: list endpoints: %w", err)
-		}
-		eps = append(eps, ep)
-	}
-	return eps, rows.Err()
+	return eps, nil
 }
 
 // GetEndpoint returns one endpoint that is not deleted.

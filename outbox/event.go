@@ -188,15 +188,12 @@ func (o *Outbox) List(ctx context.Context, f EventFilter) (EventPage, error) {
 	}
 	q := keyset.Select("SELECT seq, id, type, COALESCE(file_id, ''), payload, created_at FROM events").
 		Eq("type", f.Type).Eq("file_id", f.FileID)
-	items, more, err := keyset.Page(ctx, o.r, q, "seq", after, f.Limit, scanEvent)
+	items, next, err := keyset.Page(ctx, o.r, q, "seq", after, f.Limit, scanEvent,
+		func(ev Event) string { return strconv.FormatInt(ev.Seq, 10) })
 	if err != nil {
 		return EventPage{}, fmt.Errorf("outbox: list events: %w", err)
 	}
-	page := EventPage{Items: items}
-	if more {
-		page.NextCursor = strconv.FormatInt(items[len(items)-1].Seq, 10)
-	}
-	return page, nil
+	return EventPage{Items: items, NextCursor: next}, nil
 }
 
 // Get returns one event by its id.
@@ -209,8 +206,6 @@ func (o *Outbox) Get(ctx context.Context, id string) (Event, error) {
 	}
 	return ev, err
 }
-
-type scanner interface{ Scan(...any) error }
 
 func scanEvent(s keyset.Scanner) (Event, error) {
 	var ev Event

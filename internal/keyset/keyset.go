@@ -45,11 +45,11 @@ type Querier interface {
 type Scanner interface{ Scan(dest ...any) error }
 
 // Page runs q newest first by the unique column key, on rows after the
-// cursor value after (nil: from the newest), at most limit of them. more
-// reports whether older rows remain: the caller's next cursor is then the
-// key of the last item.
+// cursor value after (nil: from the newest), at most limit of them. When
+// older rows remain, next is the cursor of the page after (cursor of the
+// last item), else "".
 func Page[T any](ctx context.Context, db Querier, q *Query, key string, after any, limit int,
-	scan func(Scanner) (T, error)) (items []T, more bool, err error) {
+	scan func(Scanner) (T, error), cursor func(T) string) (items []T, next string, err error) {
 	conds, args := q.conds, q.args
 	if after != nil {
 		conds = append(conds[:len(conds):len(conds)], key+" < ?")
@@ -67,23 +67,29 @@ func Page[T any](ctx context.Context, db Querier, q *Query, key string, after an
 	}
 	b.WriteString(" ORDER BY " + key + " DESC LIMIT ?")
 	rows, err := db.QueryContext(ctx, b.String(), append(args[:len(args):len(args)], limit+1)...)
+	if items, err = All(rows, err, scan); err != nil {
+		return nil, "", err
+	}
+	if len(items) > limit {
+		return items[:limit], cursor(items[limit-1]), nil
+	}
+	return items, "", nil
+}
+
+// All reads every row of a query with scan and closes the rows; rows and
+// err are what QueryContext returned.
+func All[T any](rows *sql.Rows, err error, scan func(Scanner) (T, error)) ([]T, error) {
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer rows.Close()
-	items = make([]T, 0, limit)
+	out := []T{}
 	for rows.Next() {
 		item, err := scan(rows)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
-		items = append(items, item)
+		out = append(out, item)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, false, err
-	}
-	if len(items) > limit {
-		return items[:limit], true, nil
-	}
-	return items, false, nil
+	return out, rows.Err()
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	_ "modernc.org/sqlite"
@@ -36,16 +37,16 @@ func TestPagesWalkEveryRowOnceNewestFirst(t *testing.T) {
 			var after any
 			for pages := 0; ; pages++ {
 				q := Select("SELECT id, kind FROM t").Eq("kind", tc.kind)
-				items, more, err := Page(context.Background(), db, q, "id", after, 5, scan)
+				items, next, err := Page(context.Background(), db, q, "id", after, 5, scan, strconv.Itoa)
 				if err != nil {
 					t.Fatal(err)
 				}
 				seen = append(seen, items...)
-				if !more {
+				if next == "" {
 					break
 				}
-				if len(items) != 5 || pages > 10 {
-					t.Fatalf("page %d: %d items, more", pages, len(items))
+				if len(items) != 5 || pages > 10 || next != strconv.Itoa(items[4]) {
+					t.Fatalf("page %d: %d items, next %q", pages, len(items), next)
 				}
 				after = items[len(items)-1]
 			}
@@ -61,8 +62,8 @@ func TestPagesWalkEveryRowOnceNewestFirst(t *testing.T) {
 	}
 	// A query reused for two pages is not changed by them.
 	q := Select("SELECT id, kind FROM t").Where("id > ?", 3)
-	a, _, _ := Page(context.Background(), db, q, "id", 10, 100, scan)
-	b, _, _ := Page(context.Background(), db, q, "id", nil, 100, scan)
+	a, _, _ := Page(context.Background(), db, q, "id", 10, 100, scan, strconv.Itoa)
+	b, _, _ := Page(context.Background(), db, q, "id", nil, 100, scan, strconv.Itoa)
 	if fmt.Sprint(len(a), len(b)) != "6 20" {
 		t.Fatalf("reused query: %d and %d rows, want 6 and 20", len(a), len(b))
 	}

@@ -6,7 +6,6 @@
 
 import assert from 'node:assert/strict'
 import { readFile, stat } from 'node:fs/promises'
-import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -39,28 +38,10 @@ describe('portal as PID 1, killed mid-PATCH', { timeout: 90_000 }, () => {
 
     const data = randomData(32 * MiB)
     const meta = { filename: 'pid1.bin', filetype: 'application/octet-stream' }
-    const created = await portal.request('/files/', {
-      method: 'POST',
-      headers: {
-        'Tus-Resumable': '1.0.0',
-        'Upload-Length': String(data.length),
-        'Upload-Metadata': `filename ${Buffer.from(meta.filename).toString('base64')},filetype ${Buffer.from(meta.filetype).toString('base64')}`,
-      },
-    })
-    assert.equal(created.status, 201, created.text)
-    const url = new URL(created.headers.get('location'), portal.endpoint).href
+    const url = await portal.create(data.length, meta)
 
     // One PATCH announcing all 32 MiB, fed slowly: 3 s in, the portal dies.
-    const req = httpRequest(url, {
-      method: 'PATCH',
-      headers: {
-        ...portal.headers,
-        'Tus-Resumable': '1.0.0',
-        'Upload-Offset': '0',
-        'Content-Type': 'application/offset+octet-stream',
-        'Content-Length': String(data.length),
-      },
-    })
+    const req = portal.openPatch(url, data.length)
     req.on('error', () => {})
     const started = Date.now()
     let off = 0

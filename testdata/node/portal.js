@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { rmSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { request as httpRequest } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -263,6 +264,34 @@ export class Portal {
     let json
     if ((res.headers.get('content-type') || '').includes('json')) json = JSON.parse(text)
     return { status: res.status, headers: res.headers, buf, text, json }
+  }
+
+  /** create creates an upload of length bytes with tus metadata meta and returns its URL. */
+  async create(length, meta = {}) {
+    const metadata = Object.entries(meta).map(([k, v]) => `${k} ${Buffer.from(v).toString('base64')}`).join(',')
+    const created = await this.request('/files/', {
+      method: 'POST',
+      headers: { 'Tus-Resumable': '1.0.0', 'Upload-Length': String(length), 'Upload-Metadata': metadata },
+    })
+    if (created.status !== 201) throw new Error(`create upload: ${created.status} ${created.text}`)
+    return new URL(created.headers.get('location'), this.endpoint).href
+  }
+
+  /**
+   * openPatch starts one PATCH from offset 0 that announces length bytes;
+   * the caller writes the body (req.write) and ends or abandons it.
+   */
+  openPatch(url, length) {
+    return httpRequest(url, {
+      method: 'PATCH',
+      headers: {
+        ...this.headers,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Offset': '0',
+        'Content-Type': 'application/offset+octet-stream',
+        'Content-Length': String(length),
+      },
+    })
   }
 
   /** api GETs a JSON API path and fails unless the answer is 200. */

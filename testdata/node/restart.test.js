@@ -3,7 +3,6 @@
 
 import assert from 'node:assert/strict'
 import { stat } from 'node:fs/promises'
-import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -50,31 +49,13 @@ describe('portal restart during an upload', { timeout: 60_000 }, () => {
   test('SIGTERM during a PATCH: the PATCH gets 503, keeps its bytes, the client resumes', { timeout: 30_000 }, async () => {
     const data = randomData(1024 * KiB + 7)
     const meta = { filename: 'interrupted.bin', filetype: 'application/octet-stream' }
-    const created = await portal.request('/files/', {
-      method: 'POST',
-      headers: {
-        'Tus-Resumable': '1.0.0',
-        'Upload-Length': String(data.length),
-        'Upload-Metadata': `filename ${Buffer.from(meta.filename).toString('base64')},filetype ${Buffer.from(meta.filetype).toString('base64')}`,
-      },
-    })
-    assert.equal(created.status, 201, created.text)
-    const url = new URL(created.headers.get('location'), portal.endpoint).href
+    const url = await portal.create(data.length, meta)
 
     // A PATCH that announces every byte but sends only the first 300 KiB,
     // then stalls: the portal is stopped while it waits for the rest.
     const sent = 300 * KiB
     const answer = new Promise((resolveAnswer, reject) => {
-      const req = httpRequest(url, {
-        method: 'PATCH',
-        headers: {
-          ...portal.headers,
-          'Tus-Resumable': '1.0.0',
-          'Upload-Offset': '0',
-          'Content-Type': 'application/offset+octet-stream',
-          'Content-Length': String(data.length),
-        },
-      })
+      const req = portal.openPatch(url, data.length)
       req.on('response', (res) => {
         let body = ''
         res.on('data', (c) => { body += c })
