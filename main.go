@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -78,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 type serveFlags struct {
 	cfg           app.Config
 	maxUploadSize string
+	// Storage limits, as sizes.
+	userQuota, anonymousQuota, minFreeSpace string
 	corsOrigins   string
 	logLevel      string
 	logFormat     string
@@ -99,6 +100,9 @@ func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
 	fs.StringVar(&f.corsOrigins, "cors-origins", "", "comma-separated browser `origins` allowed to upload (\"*\" for any)")
 	fs.BoolVar(&c.IETFDraft, "ietf-draft", false, "also accept the IETF resumable-upload draft protocol")
 	fs.StringVar(&f.maxUploadSize, "max-upload-size", "0", "largest upload, in bytes or with a unit (5GiB, 500MB); 0 for no limit")
+	fs.StringVar(&f.userQuota, "user-quota", app.DefaultUserQuota, "an account's storage quota unless an admin sets its own (stored files + uploads in progress); 0 for no limit")
+	fs.StringVar(&f.anonymousQuota, "anonymous-quota", app.DefaultAnonymousQuota, "the storage quota all anonymous uploads share; 0 for no limit")
+	fs.StringVar(&f.minFreeSpace, "min-free-space", app.DefaultMinFreeSpace, "free space the data directory keeps: below it uploads get 507 and /readyz fails; 0 for none")
 	fs.StringVar(&c.Bucket, "storage-bucket", app.DefaultBucket, "bucket `name` reported in events' storage pointers")
 	fs.DurationVar(&c.FileTTL, "file-ttl", app.DefaultFileTTL, "how long a stored file lives by default")
 	fs.DurationVar(&c.FileTTLMax, "file-ttl-max", app.DefaultFileTTLMax, "the longest TTL an upload may ask for")
@@ -162,11 +166,18 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (app.C
 	if fs.NArg() > 0 {
 		return app.Config{}, nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	size, err := parseSize(f.maxUploadSize)
-	if err != nil {
-		return app.Config{}, nil, fmt.Errorf("--max-upload-size: %w", err)
+	for _, s := range []struct {
+		flag, value string
+		dst         *int64
+	}{{"max-upload-size", f.maxUploadSize, &f.cfg.MaxUploadSize}, {"user-quota", f.userQuota, &f.cfg.UserQuota},
+		{"anonymous-quota", f.anonymousQuota, &f.cfg.AnonymousQuota}, {"min-free-space", f.minFreeSpace, &f.cfg.MinFreeSpace}} {
+		n, err := app.ParseSize(s.value)
+		if err != nil {
+			return app.Config{}, nil, fmt.Errorf("--%s: %w", s.flag, err)
+		}
+		*s.dst = n
 	}
-	f.cfg.MaxUploadSize = size
+	var err error
 	if f.cfg.AdminPassword, err = secretEnv(getenv, "PORTAL_ADMIN_PASSWORD"); err != nil {
 		return app.Config{}, nil, err
 	}
@@ -197,29 +208,6 @@ func parseDurations(s string) ([]time.Duration, error) {
 		out = append(out, d)
 	}
 	return out, nil
-}
-
-// parseSize reads a byte count: a whole number, optionally with a unit
-// (KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB in powers of 1024).
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(num), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || (mult > 1 && n > (1<<62)/mult) {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * mult, nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/doorito/portal/app"
 )
 
 func TestServeFlagsAndEnv(t *testing.T) {
@@ -53,13 +55,13 @@ func TestHelpListsFlagsWithEnv(t *testing.T) {
 
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"0": 0, "1000": 1000, "5MiB": 5 << 20, "1GB": 1e9, "10 KiB": 10240} {
-		if got, err := parseSize(in); err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		if got, err := app.ParseSize(in); err != nil || got != want {
+			t.Errorf("app.ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "-1", "1.5GB", "GB", "9999999999TiB"} {
-		if _, err := parseSize(in); err == nil {
-			t.Errorf("parseSize(%q) accepted", in)
+		if _, err := app.ParseSize(in); err == nil {
+			t.Errorf("app.ParseSize(%q) accepted", in)
 		}
 	}
 }

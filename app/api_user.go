@@ -14,7 +14,11 @@ type createUserRequest struct {
 // apiMe serves GET /api/v1/me: the caller and how they authenticated.
 func (a *App) apiMe(w http.ResponseWriter, r *http.Request) error {
 	p := principalFrom(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{"user": p.user, "auth": p.via, "scopes": scopeNames(p.scopes)})
+	u := *p.user
+	if err := a.withUsage(r.Context(), &u); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": u, "auth": p.via, "scopes": scopeNames(p.scopes)})
 	return nil
 }
 

@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
+	"github.com/doorito/portal/internal/keyset"
 	"github.com/doorito/portal/tus"
 	"github.com/tus/tusd/v2/pkg/handler"
 )
@@ -195,6 +195,9 @@ func (a *App) markDeletedTx(ctx context.Context, tx *sql.Tx, f File, now time.Ti
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
 	}
+	if err := countDeletedTx(ctx, tx, f); err != nil {
+		return false, fmt.Errorf("mark deleted: %w", err)
+	}
 	if err := a.appendFileEvent(ctx, tx, EventFileDeleted, now, f, actor, reason); err != nil {
 		return false, err
 	}
@@ -233,23 +236,33 @@ func (a *App) deleteFile(ctx context.Context, id string, actor PayloadActor, rea
 }
 
 // removeBytes is step 2: it removes a deleted file's upload from the
-// store (nothing to do if it is gone already).
+// store (nothing to do if it is gone already) and records that its bytes
+// are gone.
 func (a *App) removeBytes(ctx context.Context, uploadID string) error {
 	if err := a.tus.Terminate(ctx, uploadID); err != nil {
 		return fmt.Errorf("remove bytes of upload %s: %w", uploadID, err)
 	}
+	if _, err := a.db.W.ExecContext(ctx, `UPDATE files SET purged_at = ? WHERE upload_id = ? AND status = 'deleted'`,
+		a.cfg.Now().UnixMilli(), uploadID); err != nil {
+		return fmt.Errorf("record removal of upload %s: %w", uploadID, err)
+	}
 	return nil
 }
 
-// sweepStore walks the upload store: it finishes deletions whose bytes
-// are still there (step 2 after a crash or a failed removal, or a removal
-// cut short inside the store) and removes
-// incomplete uploads, and parts of concatenations (finished or not), not
-// modified for Config.IncompleteTTL. Complete uploads without a file row
-// are left to the finalizing sweep. Modification times are the files'
-// (real) times, compared with the injected clock.
+// sweepStore finishes deletions whose bytes are still in the store (step 2
+// after a crash or a failed removal) and removes incomplete uploads, and
+// parts of concatenations (finished or not), not modified for
+// Config.IncompleteTTL; their reservations go back to their owners.
+// Complete uploads without a file row are left to the finalizing sweep.
+// Both lists come from the database; the store is only asked about those
+// uploads. Modification times are the files' (real) times, compared with
+// the injected clock.
 func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err error) {
-	unrecorded, deleted, err := a.storeUploads(ctx)
+	open, err := a.openUploads(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("cleanup: %w", err)
+	}
+	deleted, err := a.unpurged(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("cleanup: %w", err)
 	}
@@ -257,11 +270,9 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 	stale := func(u tus.Upload) bool {
 		return (u.IsPartial || !u.Complete()) && !u.ModifiedAt.IsZero() && u.ModifiedAt.Before(cutoff)
 	}
-	// Removals cut short inside the store leave an .info without data (a
-	// stored file's upload is not removed, so it is not looked at).
-	strays := a.tus.Strays(unrecorded)
 	var errs []error
-	for _, u := range a.tus.Describe(ctx, unrecorded) {
+	described := a.tus.Describe(ctx, open)
+	for _, u := range described {
 		if ctx.Err() != nil {
 			return leftovers, abandoned, ctx.Err()
 		}
@@ -276,12 +287,15 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 		}
 		if removed {
 			abandoned++
-			a.forgetUpload(ctx, u.ID)
+			if err := a.releaseUpload(ctx, u.ID); err != nil {
+				errs = append(errs, fmt.Errorf("cleanup: release upload %s: %w", u.ID, err))
+			}
 			a.log.Info("abandoned upload removed", "upload_id", u.ID, "partial", u.IsPartial,
 				"offset", u.Offset, "size", u.Size, "modified_at", u.ModifiedAt.UTC())
 		}
 	}
-	for _, id := range slices.Compact(slices.Sorted(slices.Values(append(deleted, strays...)))) {
+	errs = append(errs, a.forgetVanished(ctx, open, described))
+	for _, id := range deleted {
 		if err := a.removeBytes(ctx, id); err != nil {
 			errs = append(errs, err)
 			continue
@@ -292,69 +306,40 @@ func (a *App) sweepStore(ctx context.Context) (leftovers, abandoned int, err err
 	return leftovers, abandoned, errors.Join(errs...)
 }
 
-// storeUploads lists the uploads in the store that have no file row
-// (unfinished, or finished but not finalized) and those whose file row is
-// deleted (their bytes outlived the deletion). Stored files are the many:
-// one query per 5,000 uploads sets them aside, and no .info is read.
-func (a *App) storeUploads(ctx context.Context) (unrecorded, deleted []string, err error) {
-	ids, err := a.tus.UploadIDs()
-	if err != nil {
-		return nil, nil, fmt.Errorf("list uploads: %w", err)
+// forgetVanished releases the recorded uploads in progress that the store
+// no longer has (a removal cut short leaves an .info without data, which
+// the store then removes; an upload gone altogether is forgotten), after
+// checking again that no file row names them.
+func (a *App) forgetVanished(ctx context.Context, open []string, described []tus.Upload) error {
+	present := make(map[string]bool, len(described))
+	for _, u := range described {
+		present[u.ID] = true
 	}
-	statuses, err := a.fileStatuses(ctx, ids)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, id := range ids {
-		switch statuses[id] {
-		case StatusStored:
-		case StatusDeleted:
-			deleted = append(deleted, id)
-		default:
-			unrecorded = append(unrecorded, id)
+	var errs []error
+	for _, id := range open {
+		if present[id] {
+			continue
+		}
+		if _, err := a.fileByUpload(ctx, id); err == nil {
+			continue // finalized meanwhile
+		}
+		if err := a.tus.Terminate(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("cleanup: remove what is left of upload %s: %w", id, err))
+			continue
+		}
+		if err := a.releaseUpload(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("cleanup: release upload %s: %w", id, err))
 		}
 	}
-	return unrecorded, deleted, nil
+	return errors.Join(errs...)
 }
 
-// fileStatuses returns the status of the file row of each of uploadIDs
-// that has one, in a few queries however many ids there are.
-func (a *App) fileStatuses(ctx context.Context, uploadIDs []string) (map[string]string, error) {
-	out := make(map[string]string, len(uploadIDs))
-	for len(uploadIDs) > 0 {
-		chunk := uploadIDs[:min(len(uploadIDs), 5000)]
-		uploadIDs = uploadIDs[len(chunk):]
-		list, _ := json.Marshal(chunk)
-		rows, err := a.db.R.QueryContext(ctx, `SELECT upload_id, status FROM files
-			WHERE upload_id IN (SELECT value FROM json_each(?))`, string(list))
-		if err != nil {
-			return nil, fmt.Errorf("file statuses: %w", err)
-		}
-		for rows.Next() {
-			var id, status string
-			if err := rows.Scan(&id, &status); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("file statuses: %w", err)
-			}
-			out[id] = status
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("file statuses: %w", err)
-		}
-	}
-	return out, nil
-}
-
-// forgetUpload drops the creator record of a removed upload that never
-// became a file (a file's record stays: it names the owner).
-func (a *App) forgetUpload(ctx context.Context, uploadID string) {
-	_, err := a.db.W.ExecContext(ctx, `DELETE FROM upload_owners WHERE upload_id = ?
-		AND NOT EXISTS (SELECT 1 FROM files WHERE upload_id = ?)`, uploadID, uploadID)
-	if err != nil {
-		a.log.Warn("cleanup: forget upload owner", "upload_id", uploadID, "err", err)
-	}
+// unpurged lists the uploads of deleted files whose bytes may still be in
+// the store.
+func (a *App) unpurged(ctx context.Context) ([]string, error) {
+	rows, err := a.db.R.QueryContext(ctx, `SELECT upload_id FROM files WHERE status = 'deleted' AND purged_at IS NULL
+		ORDER BY deleted_at LIMIT ?`, a.batchSize())
+	return keyset.All(rows, err, keyset.String)
 }
 
 // preTerminate runs before tus terminates an upload (a client's DELETE on

@@ -86,7 +86,7 @@ func tusRequest(tb testing.TB, method, url string, hdr map[string]string, body [
 func ownerRecorded(tb testing.TB, a *App, uploadID string) bool {
 	tb.Helper()
 	var n int
-	if err := a.db.R.QueryRow("SELECT COUNT(*) FROM upload_owners WHERE upload_id = ?", uploadID).Scan(&n); err != nil {
+	if err := a.db.R.QueryRow("SELECT COUNT(*) FROM uploads WHERE id = ?", uploadID).Scan(&n); err != nil {
 		tb.Fatal(err)
 	}
 	return n == 1
@@ -167,6 +167,7 @@ func TestCleanupRemovesAbandonedUploads(t *testing.T) {
 	if r := mustRunCleanup(t, a); r != (cleanupResult{}) {
 		t.Fatalf("second cleanup did %+v", r)
 	}
+	checkCounters(t, a)
 }
 
 func TestDeleteFileAPI(t *testing.T) {

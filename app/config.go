@@ -39,6 +39,15 @@ type Config struct {
 	IETFDraft bool
 	// MaxUploadSize is the largest upload in bytes (0: no limit).
 	MaxUploadSize int64
+	// UserQuota is an account's storage quota in bytes unless an admin
+	// set its own (0: no limit); AnonymousQuota is the one all anonymous
+	// uploads share. Stored files and the declared lengths of uploads in
+	// progress count.
+	UserQuota      int64
+	AnonymousQuota int64
+	// MinFreeSpace is the free space the data directory keeps: below it new
+	// uploads and PATCHes get 507 and /readyz says why (0: no reserve).
+	MinFreeSpace int64
 	// Bucket names the storage bucket in event storage pointers.
 	Bucket string
 	// FileTTL is how long a stored file lives by default; FileTTLMax caps
@@ -128,6 +137,13 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 )
 
+// Defaults of the storage limits (as `portal serve` flags take them).
+const (
+	DefaultUserQuota      = "50GiB"
+	DefaultAnonymousQuota = "5GiB"
+	DefaultMinFreeSpace   = "1GiB"
+)
+
 // Defaults of the expiry jobs (expiry.go, cleanup.go).
 const (
 	DefaultExpiryNotifyBefore = 24 * time.Hour
@@ -184,8 +200,8 @@ func (c Config) withDefaults() (Config, error) {
 			errs = append(errs, fmt.Errorf("%s schedule %q: %w", sc[0], sc[1], err))
 		}
 	}
-	if c.MaxUploadSize < 0 {
-		errs = append(errs, errors.New("max upload size must not be negative"))
+	if c.MaxUploadSize < 0 || c.UserQuota < 0 || c.AnonymousQuota < 0 || c.MinFreeSpace < 0 {
+		errs = append(errs, errors.New("upload size limit, quotas and free-space reserve must not be negative"))
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

@@ -97,6 +97,7 @@ func TestExpiryNoticeBeforeDeletion(t *testing.T) {
 		t.Fatalf("notice for a deleted file")
 	}
 	mustTypes(t, a, f, EventFileUploaded, EventFileExpiring, EventFileDeleted)
+	checkCounters(t, a)
 }
 
 func TestExpiryNoticeExactlyOnce(t *testing.T) {

@@ -173,7 +173,7 @@ func TestBadCredentialRefusedWithAnonymousUploads(t *testing.T) {
 	if st != http.StatusCreated {
 		t.Errorf("anonymous POST /files/: %d, want 201", st)
 	}
-	if n := countRows(t, a, "upload_owners"); n != 1 {
+	if n := countRows(t, a, "uploads"); n != 1 {
 		t.Errorf("%d uploads recorded, want only the anonymous one", n)
 	}
 }
@@ -241,7 +241,7 @@ func TestConcatenationLimits(t *testing.T) {
 	if st := concat(p1, "/files/a%00b"); st != http.StatusNotFound {
 		t.Errorf("malformed partial id: %d, want 404", st)
 	}
-	if n := countRows(t, a, "upload_owners"); n != 2 {
+	if n := countRows(t, a, "uploads"); n != 2 {
 		t.Errorf("%d uploads recorded after the refusals, want the 2 partials", n)
 	}
 	if st := concat(p1, p2); st != http.StatusCreated {

@@ -216,6 +216,9 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil // finalized before
 	}
+	if err := a.finishUpload(ctx, tx, f, now); err != nil {
+		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
+	}
 	if err := a.appendFileEvent(ctx, tx, EventFileUploaded, now, f, fileOwnerActor(f), ""); err != nil {
 		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
 	}
@@ -264,12 +267,12 @@ func firstNonEmpty(s ...string) string {
 
 // sweep finalizes completed uploads that have no file row.
 func (a *App) sweep(ctx context.Context) {
-	unrecorded, _, err := a.storeUploads(ctx)
+	open, err := a.openUploads(ctx)
 	if err != nil {
 		a.log.Error("sweep", "err", err)
 		return
 	}
-	n, err := a.tus.Sweep(ctx, unrecorded)
+	n, err := a.tus.Sweep(ctx, open)
 	if n > 0 {
 		metricSweepFinalized.Add(float64(n))
 		a.log.Info("sweep finalized uploads", "count", n)
@@ -343,10 +346,10 @@ func (a *App) setExpiry(ctx context.Context, fileID string, expires time.Time) (
 // fileCount is how many files have one status, and their bytes.
 type fileCount struct{ n, bytes int64 }
 
-// fileCounts counts the files and their bytes by status (for /metrics and
-// the dashboard).
+// fileCounts returns the files and their bytes by status (for /metrics and
+// the dashboard), from the totals kept as files are stored and deleted.
 func (a *App) fileCounts(ctx context.Context) (map[string]fileCount, error) {
-	rows, err := a.db.R.QueryContext(ctx, "SELECT status, COUNT(*), COALESCE(SUM(size_bytes), 0) FROM files GROUP BY status")
+	rows, err := a.db.R.QueryContext(ctx, "SELECT status, files, bytes FROM file_totals")
 	if err != nil {
 		return nil, fmt.Errorf("count files: %w", err)
 	}

@@ -41,6 +41,9 @@ func (a *App) readiness(ctx context.Context) map[string]string {
 		f.Close()
 		os.Remove(f.Name())
 	}
+	if e := a.checkFreeSpace(); e != nil {
+		checks["storage"] = "error: " + e.Message
+	}
 	if a.webhooks == nil || !a.webhooks.Running() {
 		checks["dispatcher"] = "error: the webhook dispatcher is not running"
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/doorito/portal/internal/keyset"
 	"github.com/doorito/portal/outbox"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -70,6 +71,49 @@ func (c fileCollector) Collect(ch chan<- prometheus.Metric) {
 
 // newRegistry builds the portal's own registry: Go and process collectors,
 // tusd's collector (tusd_*), build info and the portal_* collectors.
+var usageDesc = struct{ used, reserved, quota *prometheus.Desc }{
+	used: prometheus.NewDesc("portal_storage_used_bytes",
+		"Bytes of stored files per account (user=\"\" for anonymous uploads).", []string{"user"}, nil),
+	reserved: prometheus.NewDesc("portal_storage_reserved_bytes",
+		"Bytes reserved by uploads in progress per account.", []string{"user"}, nil),
+	quota: prometheus.NewDesc("portal_storage_quota_bytes",
+		"Storage quota per account (0: no limit).", []string{"user"}, nil),
+}
+
+// usageCollector reads every account's usage against its quota at scrape
+// time: one row per account, from the usage the upload transactions keep.
+type usageCollector struct{ a *App }
+
+func (c usageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- usageDesc.used
+	ch <- usageDesc.reserved
+	ch <- usageDesc.quota
+}
+
+func (c usageCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rows, err := c.a.db.R.QueryContext(ctx, `SELECT '' AS user_key, '' AS username UNION ALL SELECT id, username FROM users`)
+	accounts, err := keyset.All(rows, err, func(s keyset.Scanner) ([2]string, error) {
+		var k [2]string
+		return k, s.Scan(&k[0], &k[1])
+	})
+	if err != nil {
+		c.a.log.Warn("metrics: accounts", "err", err)
+		return
+	}
+	for _, acc := range accounts {
+		u, err := c.a.usage(ctx, c.a.db.R, acc[0])
+		if err != nil {
+			c.a.log.Warn("metrics: usage", "err", err)
+			return
+		}
+		ch <- prometheus.MustNewConstMetric(usageDesc.used, prometheus.GaugeValue, float64(u.Stored), acc[1])
+		ch <- prometheus.MustNewConstMetric(usageDesc.reserved, prometheus.GaugeValue, float64(u.Reserved), acc[1])
+		ch <- prometheus.MustNewConstMetric(usageDesc.quota, prometheus.GaugeValue, float64(u.Quota), acc[1])
+	}
+}
+
 func (a *App) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -77,6 +121,7 @@ func (a *App) newRegistry() *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheuscollector.New(a.tus.Metrics()),
 		fileCollector{a},
+		usageCollector{a},
 		jobCollector{a},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "portal_build_info",

@@ -30,15 +30,9 @@ func (o *Ops) Dashboard(ctx context.Context, id access.Identity) (webui.Dashboar
 	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&d.Users); err != nil {
 		return d, fmt.Errorf("dashboard: %w", err)
 	}
-	// Only uploads without a file row can be in progress.
-	unrecorded, _, err := a.storeUploads(ctx)
-	if err != nil {
+	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM uploads WHERE done_at IS NULL AND partial = 0").
+		Scan(&d.UploadsInProgress); err != nil {
 		return d, fmt.Errorf("dashboard: uploads: %w", err)
-	}
-	for _, up := range a.tus.Describe(ctx, unrecorded) {
-		if !up.Complete() {
-			d.UploadsInProgress++
-		}
 	}
 	if d.Delivery, err = o.deliveryStats(ctx, id, &d.Events); err != nil {
 		return d, err

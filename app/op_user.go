@@ -18,7 +18,16 @@ func (o *Ops) ListUsers(ctx context.Context, id access.Identity) ([]User, error)
 	if _, err := o.check(id, access.UserRead); err != nil {
 		return nil, err
 	}
-	return listUsers(ctx, o.a.db.R)
+	us, err := listUsers(ctx, o.a.db.R)
+	if err != nil {
+		return nil, err
+	}
+	for i := range us {
+		if err := o.a.withUsage(ctx, &us[i]); err != nil {
+			return nil, err
+		}
+	}
+	return us, nil
 }
 
 // CreateUser creates an account.
@@ -54,9 +63,12 @@ func (o *Ops) UpdateUser(ctx context.Context, id access.Identity, userID string,
 	if err != nil {
 		return User{}, opError(err, "user")
 	}
-	o.record(ctx, id, "user.update", "user_id", u.ID, "role", u.Role, "disabled", u.Disabled,
-		"password_changed", ch.Password != nil)
-	return u, nil
+	kv := []any{"user_id", u.ID, "role", u.Role, "disabled", u.Disabled, "password_changed", ch.Password != nil}
+	if ch.Quota.Set {
+		kv = append(kv, "quota_bytes", ch.Quota.Value)
+	}
+	o.record(ctx, id, "user.update", kv...)
+	return u, o.a.withUsage(ctx, &u)
 }
 
 // DeleteUser removes a user with their tokens and sessions; their files

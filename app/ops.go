@@ -61,6 +61,7 @@ const (
 	KindForbidden                       // the user may not
 	KindUnauthenticated                 // nobody signed in
 	KindGone                            // it existed and is gone
+	KindTooLarge                        // past a size or storage limit
 )
 
 // OpError is an operation's failure: its kind, a stable code, the input
@@ -89,6 +90,8 @@ func (e *OpError) Status() int {
 		return http.StatusUnauthorized
 	case KindGone:
 		return http.StatusGone
+	case KindTooLarge:
+		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusInternalServerError
 }

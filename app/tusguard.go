@@ -2,9 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"mime"
@@ -13,62 +10,16 @@ import (
 	"strings"
 
 	"github.com/doorito/portal/app/access"
-	"github.com/tus/tusd/v2/pkg/handler"
 )
 
 // The tus endpoint's guard: tusd has no per-upload authorization, so the
 // portal records who created each upload and asks the access policy before
 // tusd sees a request.
 
-// uploadOwner is who created a tus upload.
-type uploadOwner struct {
-	UserID   *string
-	Username *string
-}
-
-// ownerOfUpload returns the recorded creator of an upload; an upload
-// without a record (created before users existed) is anonymous.
-func ownerOfUpload(ctx context.Context, q queryer, uploadID string) (uploadOwner, error) {
-	var o uploadOwner
-	err := q.QueryRowContext(ctx, "SELECT user_id, username FROM upload_owners WHERE upload_id = ?", uploadID).
-		Scan(&o.UserID, &o.Username)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return uploadOwner{}, fmt.Errorf("upload owner: %w", err)
-	}
-	return o, nil
-}
-
-// newUploadID returns an upload id like tusd's own: 32 random hex digits.
-func newUploadID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// recordUploadOwner is called by the pre-create hook: it picks the new
-// upload's id and records its creator under that id before the upload
-// exists, so every later request and the finalizer (also the sweep, which
-// has no request) find the owner. Client metadata plays no part.
-func (a *App) recordUploadOwner(ctx context.Context) (string, error) {
-	p := principalFrom(ctx)
-	if _, err := a.ops.policy.Check(p.identity(), access.UploadCreate); err != nil || p.bad {
-		return "", handler.NewError("ERR_UNAUTHORIZED", "authentication required", http.StatusUnauthorized)
-	}
-	id := newUploadID()
-	var uid, name *string
-	if p.user != nil {
-		uid, name = &p.user.ID, &p.user.Username
-	}
-	if _, err := a.db.W.ExecContext(ctx, `INSERT INTO upload_owners (upload_id, user_id, username, created_at)
-		VALUES (?, ?, ?, ?)`, id, uid, name, a.cfg.Now().UnixMilli()); err != nil {
-		return "", fmt.Errorf("record upload owner: %w", err)
-	}
-	return id, nil
-}
-
 // guardUploads wraps the tus handler (mounted with /files/ stripped):
 // tusd has no per-upload authorization, so this checks who may create an
-// upload and who may touch an existing one.
+// upload and who may touch an existing one; it also keeps the free-space
+// reserve and the accounting of uploads the tus protocol changes.
 func (a *App) guardUploads(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		method := r.Method
@@ -84,11 +35,85 @@ func (a *App) guardUploads(next http.Handler) http.Handler {
 			a.deny(w, r, e)
 			return
 		}
-		if method == http.MethodGet {
-			w = &cleanDisposition{ResponseWriter: w}
+		if method == http.MethodPost || method == http.MethodPatch {
+			if e := a.checkFreeSpace(); e != nil {
+				a.deny(w, r, e)
+				return
+			}
 		}
-		next.ServeHTTP(w, r)
+		id := strings.Trim(r.URL.Path, "/")
+		switch method {
+		case http.MethodGet:
+			next.ServeHTTP(&cleanDisposition{ResponseWriter: w}, r)
+		case http.MethodPatch:
+			a.patchUpload(w, r, id, next)
+		case http.MethodDelete:
+			rec := &statusRecorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r)
+			if rec.status == http.StatusNoContent {
+				a.afterTerminate(context.WithoutCancel(r.Context()), id)
+			}
+		default:
+			next.ServeHTTP(w, r)
+		}
 	})
+}
+
+// afterTerminate records a client's tus DELETE: an upload in progress
+// gives its reservation back; a finished upload's file was marked deleted
+// by preTerminate, and its bytes are gone now.
+func (a *App) afterTerminate(ctx context.Context, uploadID string) {
+	if err := a.releaseUpload(ctx, uploadID); err != nil {
+		a.log.Warn("terminate: release upload", "upload_id", uploadID, "err", err)
+	}
+	if _, err := a.db.W.ExecContext(ctx, `UPDATE files SET purged_at = ? WHERE upload_id = ? AND status = 'deleted'`,
+		a.cfg.Now().UnixMilli(), uploadID); err != nil {
+		a.log.Warn("terminate: record removal", "upload_id", uploadID, "err", err)
+	}
+}
+
+// patchUpload passes a PATCH to tus. For an upload whose length is
+// deferred, what it brings is checked against its owner's quota first (the
+// length it declares, or the body it sends), and the bytes it stored are
+// reserved after.
+func (a *App) patchUpload(w http.ResponseWriter, r *http.Request, id string, next http.Handler) {
+	up, err := a.uploadRecord(r.Context(), id)
+	if err != nil || up.length != nil {
+		next.ServeHTTP(w, r) // a known length was reserved at creation
+		return
+	}
+	declared, _ := strconv.ParseInt(r.Header.Get("Upload-Length"), 10, 64)
+	need := declared - up.received
+	if declared == 0 {
+		need = r.ContentLength
+	}
+	if need > 0 {
+		if e := a.fitsQuota(r.Context(), up, need); e != nil {
+			a.writeError(w, r, e)
+			return
+		}
+	}
+	rec := &statusRecorder{ResponseWriter: w}
+	next.ServeHTTP(rec, r)
+	offset, err := strconv.ParseInt(rec.Header().Get("Upload-Offset"), 10, 64)
+	if err != nil || rec.status >= 300 && rec.status != http.StatusServiceUnavailable {
+		return
+	}
+	if err := a.recordReceived(context.WithoutCancel(r.Context()), up, offset, declared); err != nil {
+		a.log.Warn("record received bytes", "upload_id", id, "err", err)
+	}
+}
+
+// checkFreeSpace refuses new bytes when the data directory's free space is
+// below the reserve: 507, which tus clients retry.
+func (a *App) checkFreeSpace() *Error {
+	free, err := freeSpace(a.cfg.DataDir)
+	if err != nil || a.cfg.MinFreeSpace <= 0 || free >= a.cfg.MinFreeSpace {
+		return nil
+	}
+	return &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage",
+		Message: fmt.Sprintf("the portal keeps %s of its storage free and has %s left; try again later",
+			fmtBytes(a.cfg.MinFreeSpace), fmtBytes(free))}
 }
 
 // cleanDisposition rewrites the Content-Disposition tusd sends with a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/doorito/portal/app/access"
@@ -190,8 +191,20 @@ func (a *App) uiAccounts(b *webui.Backend) {
 		}
 		return *uiUser(&u), nil
 	}
-	b.UpdateUser = func(r *http.Request, userID string, role *string, disabled *bool, password *string) error {
-		_, err := o.UpdateUser(r.Context(), id(r), userID, UserChange{Role: role, Disabled: disabled, Password: password})
+	b.UpdateUser = func(r *http.Request, userID string, role *string, disabled *bool, password, quota *string) error {
+		ch := UserChange{Role: role, Disabled: disabled, Password: password}
+		if quota != nil {
+			ch.Quota.Set = true
+			if q := strings.TrimSpace(*quota); q != "default" {
+				n, err := ParseSize(q)
+				if err != nil {
+					return &webui.Error{Status: http.StatusBadRequest,
+						Message: "The quota must be bytes or a size like 5GiB (0: no limit; default: the portal's)."}
+				}
+				ch.Quota.Value = &n
+			}
+		}
+		_, err := o.UpdateUser(r.Context(), id(r), userID, ch)
 		return uiError(err)
 	}
 	b.DeleteUser = func(r *http.Request, userID string) error {
@@ -239,7 +252,11 @@ func uiUser(u *User) *webui.User {
 	if u == nil {
 		return nil
 	}
-	return &webui.User{ID: u.ID, Username: u.Username, Role: u.Role, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+	out := &webui.User{ID: u.ID, Username: u.Username, Role: u.Role, Disabled: u.Disabled, CreatedAt: u.CreatedAt}
+	if u.Usage != nil {
+		out.StoredBytes, out.ReservedBytes, out.QuotaBytes = u.Usage.Stored, u.Usage.Reserved, u.Usage.Quota
+	}
+	return out
 }
 
 func (a *App) uiLimits() webui.Limits {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,9 @@ type User struct {
 	Role      string    `json:"role"`
 	Disabled  bool      `json:"disabled"`
 	CreatedAt time.Time `json:"created_at"`
+	// Usage is what the user holds against their storage quota (in
+	// lists and answers about users).
+	Usage *Usage `json:"usage,omitempty"`
 }
 
 // IsAdmin reports whether u may administer the portal.
@@ -208,6 +212,31 @@ type UserChange struct {
 	Role     *string `json:"role"`
 	Disabled *bool   `json:"disabled"`
 	Password *string `json:"password"`
+	// Quota sets the user's storage quota in bytes (0: no limit); null
+	// goes back to the portal's default.
+	Quota Optional[int64] `json:"quota_bytes"`
+}
+
+// Optional is a JSON value that may be absent (Set false), null (Value
+// nil) or given.
+type Optional[T any] struct {
+	Set   bool
+	Value *T
+}
+
+// UnmarshalJSON records that the value was given, and what it is.
+func (o *Optional[T]) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Value = nil
+		return nil
+	}
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	o.Value = &v
+	return nil
 }
 
 // updateUser applies ch to the user id in one transaction, refusing to
@@ -219,6 +248,9 @@ func (a *App) updateUser(ctx context.Context, id string, ch UserChange) (User, e
 		if err := checkRole(*ch.Role); err != nil {
 			return User{}, invalid("role", err.Error())
 		}
+	}
+	if ch.Quota.Value != nil && *ch.Quota.Value < 0 {
+		return User{}, invalid("quota_bytes", "quota_bytes must be a number of bytes (0: no limit), or null for the default")
 	}
 	if ch.Password != nil {
 		if err := checkPassword(*ch.Password); err != nil {
@@ -246,6 +278,11 @@ func (a *App) updateUser(ctx context.Context, id string, ch UserChange) (User, e
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE users SET role = ?, disabled = ? WHERE id = ?", u.Role, u.Disabled, id); err != nil {
 		return User{}, fmt.Errorf("update user: %w", err)
+	}
+	if ch.Quota.Set {
+		if _, err := tx.ExecContext(ctx, "UPDATE users SET quota_bytes = ? WHERE id = ?", ch.Quota.Value, id); err != nil {
+			return User{}, fmt.Errorf("update user: %w", err)
+		}
 	}
 	if hash != "" {
 		if _, err := tx.ExecContext(ctx, "UPDATE users SET password_hash = ? WHERE id = ?", hash, id); err != nil {

@@ -19,6 +19,9 @@ type User struct {
 	Role      string
 	Disabled  bool
 	CreatedAt time.Time
+	// Storage the user holds (stored files, uploads in progress) and
+	// their quota (0: none); shown on the users page.
+	StoredBytes, ReservedBytes, QuotaBytes int64
 }
 
 // Admin reports whether u may see the admin pages.
@@ -242,7 +245,9 @@ type Backend struct {
 
 	ListUsers  func(r *http.Request) ([]User, error)
 	CreateUser func(r *http.Request, username, role, password string) (User, error)
-	UpdateUser func(r *http.Request, id string, role *string, disabled *bool, password *string) error
+	// UpdateUser changes the fields given; quota is as typed ("5GiB", "0"
+	// for no limit, "default").
+	UpdateUser func(r *http.Request, id string, role *string, disabled *bool, password, quota *string) error
 	DeleteUser func(r *http.Request, id string) error
 
 	ListTokens func(r *http.Request) ([]Token, error)

@@ -50,7 +50,7 @@ func (u *UI) updateUser(w http.ResponseWriter, r *http.Request, user *User) {
 		u.renderError(w, r, http.StatusNotFound, "Managing users is not available in this build.")
 		return
 	}
-	var role, password *string
+	var role, password, quota *string
 	var disabled *bool
 	msg := "The user was updated."
 	if v, ok := r.PostForm["role"]; ok {
@@ -69,7 +69,11 @@ func (u *UI) updateUser(w http.ResponseWriter, r *http.Request, user *User) {
 		password = &v[0]
 		msg = "The password was changed; the user's sessions ended."
 	}
-	if err := u.be.UpdateUser(r, r.PathValue("id"), role, disabled, password); err != nil {
+	if v, ok := r.PostForm["quota"]; ok {
+		quota = &v[0]
+		msg = "The storage quota was changed."
+	}
+	if err := u.be.UpdateUser(r, r.PathValue("id"), role, disabled, password, quota); err != nil {
 		u.renderUsers(w, r, user, statusOf(err), map[string]any{"ActionError": u.userMessage(r, err)})
 		return
 	}

@@ -93,3 +93,10 @@ func All[T any](rows *sql.Rows, err error, scan func(Scanner) (T, error)) ([]T, 
 	}
 	return out, rows.Err()
 }
+
+// String scans a one-column row of text: All(rows, err, String).
+func String(s Scanner) (string, error) {
+	var v string
+	err := s.Scan(&v)
+	return v, err
+}
