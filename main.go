@@ -79,9 +79,9 @@ type serveFlags struct {
 	maxUploadSize string
 	// Storage limits, as sizes.
 	userQuota, anonymousQuota, minFreeSpace string
-	corsOrigins   string
-	logLevel      string
-	logFormat     string
+	corsOrigins                             string
+	logLevel                                string
+	logFormat                               string
 	// Webhook delivery flags parsed after the flag set.
 	endpointAllowCIDRs string
 	retrySchedule      string
