@@ -242,6 +242,9 @@ func (a *App) authorizeAPI(r *http.Request, p principal) *Error {
 	if path == "/api/v1/tokens" && r.Method == http.MethodPost {
 		return nil // HTTP Basic or a session; apiCreateToken checks
 	}
+	if path == openAPIPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return nil // public, like the event schemas
+	}
 	if e := a.needUser(r, p); e != nil {
 		return e
 	}

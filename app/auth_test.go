@@ -204,6 +204,7 @@ func (f *matrixFixture) rows() []matrixRow {
 			return request{method: "POST", path: "/logout", hdr: map[string]string{"Accept": "application/json"}}
 		}, public(204)},
 
+		{"GET /api/v1/openapi.json", "OpenAPI document", static("GET", "/api/v1/openapi.json"), public(200)},
 		{"GET /api/v1/me", "who am I", static("GET", "/api/v1/me"), private(200, 200, 200)},
 		// Tokens are minted with a password (or a web session), never with
 		// another token.

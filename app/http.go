@@ -66,6 +66,7 @@ func (a *App) routes() http.Handler {
 	mux.Handle("/files/", http.StripPrefix("/files/", uploads))
 	mux.Handle("/files", http.StripPrefix("/files", uploads))
 
+	mux.Handle("GET "+openAPIPath, a.h(a.serveOpenAPI))
 	mux.Handle("GET /api/v1/files", a.h(a.apiListFiles))
 	mux.Handle("GET /api/v1/files/{id}", a.h(a.apiGetFile))
 	mux.Handle("PATCH /api/v1/files/{id}", a.h(a.apiPatchFile))
