@@ -38,7 +38,8 @@ $(UI_DIR)/node_modules: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
 run: build
 	./$(BIN) serve
 
-## test: vet, Go tests, and the Node tests with real tus clients
+## test: vet, Go tests (with the OpenAPI contract test), and the Node tests
+## with real tus clients
 test: fmt-check vet tools ui test-go test-node
 
 ## tools: Debian packages the tests use (promtool), installed when missing
@@ -68,9 +69,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## test-go: the Go tests; webhook signatures are also verified with npm standardwebhooks
+## test-go: the Go tests; webhook signatures are also verified with npm
+## standardwebhooks, and every API exchange of package app's tests against
+## the OpenAPI document (the count is printed at the end)
 test-go: test/webhooks/node_modules
-	PORTAL_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 10m ./...
+	@mkdir -p build && rm -f build/openapi-contract.txt
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_CONTRACT_REPORT=$(CURDIR)/build/openapi-contract.txt $(GO) test -count=1 -timeout 10m ./...
+	@cat build/openapi-contract.txt
 
 test/webhooks/node_modules: test/webhooks/package.json test/webhooks/package-lock.json
 	cd test/webhooks && $(NPM) ci --no-audit --no-fund

@@ -135,8 +135,12 @@ func (a *App) Open(ctx context.Context) (err error) {
 
 	reqCtx, cancelReqs := context.WithCancelCause(context.Background())
 	a.cancelReqs = cancelReqs
+	handler := a.routes()
+	if a.cfg.wrapHandler != nil {
+		handler = a.cfg.wrapHandler(handler)
+	}
 	a.server = &http.Server{
-		Handler:           a.routes(),
+		Handler:           handler,
 		ReadHeaderTimeout: 20 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },

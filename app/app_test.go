@@ -42,6 +42,14 @@ func MustOpen(tb testing.TB, cfg Config) *App {
 	if cfg.passwordCost == 0 {
 		cfg.passwordCost = bcrypt.MinCost
 	}
+	// Every API exchange is checked against the OpenAPI document.
+	wrap, contract := cfg.wrapHandler, checkContract(tb)
+	cfg.wrapHandler = func(h http.Handler) http.Handler {
+		if wrap != nil {
+			h = wrap(h)
+		}
+		return contract(h)
+	}
 	a, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -107,6 +108,9 @@ type Config struct {
 	endpointAllow  []netip.Prefix
 	deliveryPoll   time.Duration
 	deliveryJitter float64
+	// wrapHandler, when set, wraps the whole HTTP handler (tests check
+	// every API exchange against the OpenAPI document with it).
+	wrapHandler func(http.Handler) http.Handler
 	// Logger receives the portal's logs; nil discards them.
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now. Tests inject a clock.
