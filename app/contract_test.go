@@ -151,7 +151,7 @@ func (c *contractChecker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.report(r, fmt.Sprintf("read the request body: %v", err))
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	rec := &exchangeRecorder{ResponseWriter: w}
+	rec := &exchangeRecorder{statusRecorder: statusRecorder{ResponseWriter: w}}
 	c.next.ServeHTTP(rec, r)
 	if problem := c.check(r, body, rec); problem != "" {
 		c.report(r, problem)
@@ -239,33 +239,20 @@ func (c *contractChecker) report(r *http.Request, problem string) {
 	c.tb.Errorf("%s", msg)
 }
 
-// exchangeRecorder passes a response through and keeps its status and
-// its body (JSON bodies only; others are not validated byte by byte).
+// exchangeRecorder passes a response through and keeps its status (the
+// request log's statusRecorder) and its body (JSON bodies only; others
+// are not validated byte by byte).
 type exchangeRecorder struct {
-	http.ResponseWriter
-	status int
-	body   bytes.Buffer
-}
-
-func (e *exchangeRecorder) WriteHeader(code int) {
-	if e.status == 0 {
-		e.status = code
-	}
-	e.ResponseWriter.WriteHeader(code)
+	statusRecorder
+	body bytes.Buffer
 }
 
 func (e *exchangeRecorder) Write(b []byte) (int, error) {
-	if e.status == 0 {
-		e.status = http.StatusOK
-	}
 	if strings.Contains(e.Header().Get("Content-Type"), "json") {
 		e.body.Write(b)
 	}
-	return e.ResponseWriter.Write(b)
+	return e.statusRecorder.Write(b)
 }
-
-// Unwrap keeps http.ResponseController working through the recorder.
-func (e *exchangeRecorder) Unwrap() http.ResponseWriter { return e.ResponseWriter }
 
 // checkWebhook validates one webhook request a test receiver got against
 // the document's webhook for its event type; it returns what is wrong.
