@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The served document is the embedded one, public, and valid OpenAPI 3.1.
@@ -288,6 +289,46 @@ func TestContractWebhooks(t *testing.T) {
 			t.Errorf("%s: reported %s", c.name, got)
 		case c.want != "" && !strings.Contains(got, c.want):
 			t.Errorf("%s: reported %q, want it to mention %q", c.name, got, c.want)
+		}
+	}
+}
+
+// The answers the other tests do not provoke, so the contract test checks
+// the document's word on them too: ranges, conditional downloads, a range
+// outside the file (Go's plain-text 416), and a body over the limit.
+func TestContractRareAnswers(t *testing.T) {
+	a := MustOpen(t, Config{})
+	tok := mustAdminToken(t, a)
+	f, ok := fileByUpload(t, a, MustUpload(t, a.URL(), []byte("hello"), 5, map[string]string{"filename": "h.txt"}))
+	if !ok {
+		t.Fatal("no file row")
+	}
+	content := a.URL() + "/api/v1/files/" + f.ID + "/content"
+	cases := []struct {
+		name   string
+		method string
+		url    string
+		body   string
+		hdr    map[string]string
+		want   int
+	}{
+		{"a range", "GET", content, "", map[string]string{"Range": "bytes=1-2"}, http.StatusPartialContent},
+		{"not modified", "GET", content, "", map[string]string{"If-Modified-Since": f.StoredAt.Add(time.Hour).UTC().Format(http.TimeFormat)},
+			http.StatusNotModified},
+		{"a range outside the file", "GET", content, "", map[string]string{"Range": "bytes=100-200"},
+			http.StatusRequestedRangeNotSatisfiable},
+		{"an endpoint body over 64 KiB", "POST", a.URL() + "/api/v1/endpoints",
+			`{"url":"https://example.com/hook","description":"` + strings.Repeat("x", 70<<10) + `"}`, nil,
+			http.StatusRequestEntityTooLarge},
+	}
+	for _, c := range cases {
+		var body io.Reader
+		if c.body != "" {
+			body = strings.NewReader(c.body)
+		}
+		st, got := doAs(t, tok, c.method, c.url, body, c.hdr)
+		if st != c.want {
+			t.Errorf("%s: %d %s, want %d", c.name, st, truncate(string(got), 200), c.want)
 		}
 	}
 }
