@@ -38,8 +38,9 @@ $(UI_DIR)/node_modules: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
 run: build
 	./$(BIN) serve
 
-## test: vet, Go tests, and the Node tests with real tus clients
-test: fmt-check vet tools ui test-go test-node
+## test: vet, Go tests (with the OpenAPI contract test), the Node tests with
+## real tus clients, the OpenAPI lint and the generated API client
+test: fmt-check vet tools ui test-go test-node openapi-lint openapi-client
 
 ## tools: Debian packages the tests use (promtool), installed when missing
 tools:
@@ -68,9 +69,13 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## test-go: the Go tests; webhook signatures are also verified with npm standardwebhooks
+## test-go: the Go tests; webhook signatures are also verified with npm
+## standardwebhooks, and every API exchange of package app's tests against
+## the OpenAPI document (the count is printed at the end)
 test-go: testdata/webhooks/node_modules
-	PORTAL_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 10m ./...
+	@mkdir -p build && rm -f build/openapi-contract.txt
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_CONTRACT_REPORT=$(CURDIR)/build/openapi-contract.txt $(GO) test -count=1 -timeout 10m ./...
+	@cat build/openapi-contract.txt
 
 testdata/webhooks/node_modules: testdata/webhooks/package.json testdata/webhooks/package-lock.json
 	cd testdata/webhooks && $(NPM) ci --no-audit --no-fund
@@ -82,6 +87,32 @@ testdata/node/node_modules: testdata/node/package.json testdata/node/package-loc
 
 test-node: build testdata/node/node_modules
 	cd testdata/node && PORTAL_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1
+
+# The OpenAPI document of the API and the webhooks, and its npm tooling
+# (Redocly CLI, openapi-typescript, openapi-fetch, tsc) in testdata/openapi.
+OPENAPI_DOC := app/api/v1/openapi.json
+OPENAPI_DIR := testdata/openapi
+
+.PHONY: openapi-lint openapi-client
+
+## openapi-lint: lint the OpenAPI document with Redocly CLI (its
+## recommended rules, every one an error; testdata/openapi/redocly-lint.yaml)
+openapi-lint: $(OPENAPI_DIR)/node_modules
+	cd $(OPENAPI_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+	  ./node_modules/.bin/redocly lint --config redocly-lint.yaml ../../$(OPENAPI_DOC)
+
+## openapi-client: generate a TypeScript client from the document
+## (openapi-typescript + openapi-fetch), compile it with tsc and call a
+## real portal binary with it
+openapi-client: build $(OPENAPI_DIR)/node_modules
+	cd $(OPENAPI_DIR) && rm -rf gen dist && \
+	  ./node_modules/.bin/openapi-typescript ../../$(OPENAPI_DOC) -o gen/portal.d.ts && \
+	  ./node_modules/.bin/tsc -p . && \
+	  PORTAL_BIN=$(CURDIR)/$(BIN) node --test dist/client.test.js
+
+$(OPENAPI_DIR)/node_modules: $(OPENAPI_DIR)/package.json $(OPENAPI_DIR)/package-lock.json
+	cd $(OPENAPI_DIR) && $(NPM) ci --no-audit --no-fund
+	@touch $@
 
 ## e2e: drive the real binary in headless Chromium (Debian's package) with
 ## playwright-core: sign in, upload through Uppy, webhooks, replay.

@@ -42,8 +42,14 @@ func MustOpen(tb testing.TB, cfg Config) *App {
 	if cfg.passwordCost == 0 {
 		cfg.passwordCost = bcrypt.MinCost
 	}
-	if cfg.wrapHandler == nil {
-		cfg.wrapHandler = scanErrorBodies(tb, cfg.DataDir)
+	// Every error body is scanned for the data directory, and every API
+	// exchange is checked against the OpenAPI document.
+	wrap, contract, scan := cfg.wrapHandler, checkContract(tb), scanErrorBodies(tb, cfg.DataDir)
+	cfg.wrapHandler = func(h http.Handler) http.Handler {
+		if wrap != nil {
+			h = wrap(h)
+		}
+		return scan(contract(h))
 	}
 	a, err := New(cfg)
 	if err != nil {

@@ -274,6 +274,7 @@ func (f *matrixFixture) rows() []matrixRow {
 			return request{method: "POST", path: "/logout", hdr: map[string]string{"Accept": "application/json"}}
 		}, want: public(204)},
 
+		{route: "GET /api/v1/openapi.json", name: "OpenAPI document", req: static("GET", "/api/v1/openapi.json"), want: public(200)},
 		{route: "GET /api/v1/me", name: "who am I", req: static("GET", "/api/v1/me"), op: access.Me, ok: 200},
 		// Tokens are minted with a password (or a web session), never with
 		// another token.

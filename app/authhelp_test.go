@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,6 +123,9 @@ func doAs(tb testing.TB, token, method, rawURL string, body io.Reader, hdr map[s
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil && strings.HasPrefix(req.URL.Path, "/api/") {
+		req.Header.Set("Content-Type", "application/json") // as the OpenAPI document asks
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)

@@ -117,8 +117,8 @@ type Config struct {
 	endpointAllow  []netip.Prefix
 	deliveryPoll   time.Duration
 	deliveryJitter float64
-	// wrapHandler, when set, wraps the portal's HTTP handler (tests check
-	// every response through it).
+	// wrapHandler, when set, wraps the whole HTTP handler (tests check
+	// every response with it: error bodies, the OpenAPI contract).
 	wrapHandler func(http.Handler) http.Handler
 	// Logger receives the portal's logs; nil discards them.
 	Logger *slog.Logger

@@ -2,9 +2,7 @@ package app
 
 import (
 	"bytes"
-	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,12 +11,6 @@ import (
 // errorBodiesScanned counts the error responses (status >= 400) of every
 // test portal whose bodies were checked for the data directory's path.
 var errorBodiesScanned atomic.Int64
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	fmt.Printf("error bodies scanned for the data directory path: %d\n", errorBodiesScanned.Load())
-	os.Exit(code)
-}
 
 // scanErrorBodies wraps a test portal's handler: every error response
 // (status >= 400) must not name the data directory, whatever the request.

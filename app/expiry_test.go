@@ -423,7 +423,9 @@ func TestExpirySchemasServedAndStrict(t *testing.T) {
 	"occurred_at":"2026-11-23T09:43:30.163Z","file":{"id":"01a207ca-0673-7e8a-93d4-b765bcb0528a",
 	"filename":"a.txt","content_type":"text/plain","size_bytes":1,
 	"sha256":"b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
-	"storage":{"backend":"local","bucket":"uploads","key":"k"}%s},"actor":{"user_id":null,"username":null}%s}`
+	"storage":{"backend":"local","bucket":"uploads","key":"k"},"metadata":{},
+	"download_url":"http://127.0.0.1:8080/api/v1/files/01a207ca-0673-7e8a-93d4-b765bcb0528a/content"%s},
+	"actor":{"user_id":null,"username":null},"source":"http://127.0.0.1:8080"%s}`
 	exp := `,"expires_at":"2026-11-24T09:43:30.163Z"`
 	cases := []struct {
 		typ, payload string

@@ -71,6 +71,8 @@ func (a *App) routes() http.Handler {
 	mux.Handle("/files/", http.StripPrefix("/files/", uploads))
 	mux.Handle("/files", http.StripPrefix("/files", uploads))
 
+	// The OpenAPI document is public, like the event schemas.
+	mux.Handle("GET "+openAPIPath, a.h(a.serveOpenAPI))
 	// Every API route names the operation it performs; allow checks the
 	// access policy before the handler runs (POST /api/v1/tokens takes a
 	// password instead, and the operation checks).

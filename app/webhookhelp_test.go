@@ -147,6 +147,9 @@ func (rc *whReceiver) check(r *http.Request, d whDelivery) {
 	if h.Get("X-Webhook-Delivery") == "" {
 		tb.Errorf("receiver: no X-Webhook-Delivery header")
 	}
+	if problem := checkWebhook(r, d.Body); problem != "" {
+		tb.Errorf("receiver: OpenAPI contract: %s", problem)
+	}
 	var head struct {
 		EventID string `json:"event_id"`
 	}

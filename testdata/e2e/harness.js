@@ -5,7 +5,7 @@
 // PORTAL_BIN names the binary (make e2e builds it); E2E_OUT is where
 // screenshots go (make e2e: build/e2e).
 
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHTTPServer } from 'node:http'
@@ -55,12 +55,6 @@ function freePort () {
       srv.close(() => resolvePort(port))
     })
   })
-}
-
-/** servesFlag reports whether `portal serve --help` lists the flag. */
-export function servesFlag (flag) {
-  const res = spawnSync(portalBin, ['serve', '--help'], { encoding: 'utf8' })
-  return `${res.stdout}${res.stderr}`.includes(flag)
 }
 
 /** startPortal starts the binary and waits for /readyz. */
