@@ -17,7 +17,7 @@ func (a *App) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler.Fil
 	}
 	id, err := a.recordUploadOwner(ev.Context)
 	if err != nil {
-		return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, storageFull(err)
 	}
 	return handler.HTTPResponse{}, handler.FileInfoChanges{ID: id}, nil
 }
