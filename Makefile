@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench crash
 
 all: build
 
@@ -68,9 +68,10 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## test-go: the Go tests; webhook signatures are also verified with npm standardwebhooks
-test-go: test/webhooks/node_modules
-	PORTAL_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 10m ./...
+## test-go: the Go tests; webhook signatures are also verified with npm standardwebhooks.
+## The crash suite (cmd/portalcrash) kills the real build/portal with SIGKILL.
+test-go: build test/webhooks/node_modules
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m ./...
 
 test/webhooks/node_modules: test/webhooks/package.json test/webhooks/package-lock.json
 	cd test/webhooks && $(NPM) ci --no-audit --no-fund
@@ -107,6 +108,15 @@ BENCH_FLAGS ?=
 bench: build
 	$(GO) build -o build/portalbench ./cmd/portalbench
 	./build/portalbench -bin $(BIN) -dir build/bench -out build/bench/results.json $(BENCH_FLAGS)
+
+## crash: the long crash suite (cmd/portalcrash -long: 300 uploads and 110
+## kill -9, a storm of 5000 small uploads with 20 kills), about 10 minutes; prints the figures, writes
+## build/crash/results.json. CRASH_FLAGS adds options, e.g.
+## CRASH_FLAGS='-seed 42 -kills 200'. make test runs the CI size.
+CRASH_FLAGS ?=
+crash: build
+	$(GO) build -o build/portalcrash ./cmd/portalcrash
+	./build/portalcrash -long -bin $(BIN) -dir build/crash -out build/crash/results.json $(CRASH_FLAGS)
 
 clean:
 	rm -rf build
