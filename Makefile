@@ -110,7 +110,8 @@ bench: build
 	./build/portalbench -bin $(BIN) -dir build/bench -out build/bench/results.json $(BENCH_FLAGS)
 
 ## crash: the long crash suite (cmd/portalcrash -long: 300 uploads and 110
-## kill -9, a storm of 5000 small uploads with 20 kills), about 10 minutes; prints the figures, writes
+## kill -9, a storm of 5000 small uploads with 20 kills, the disk-full
+## moments), about 10 minutes; prints the figures, writes
 ## build/crash/results.json. CRASH_FLAGS adds options, e.g.
 ## CRASH_FLAGS='-seed 42 -kills 200'. make test runs the CI size.
 CRASH_FLAGS ?=

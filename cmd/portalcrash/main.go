@@ -14,6 +14,9 @@
 //     and at random moments.
 //   - storm: many small uploads, each sent in its creation request (POST
 //     with body) by 16 concurrent clients, with kills among them.
+//   - diskfull: the data directory on a small tmpfs, filled during a
+//     PATCH, during finalize and during an event commit (needs root, or a
+//     user namespace).
 //
 // Everything is random but reproducible: the seed is printed and -seed
 // replays it (timings differ, the workload and the kill plan do not). It
@@ -21,7 +24,7 @@
 //
 // Usage:
 //
-//	portalcrash [-long] [-mode crash,storm] [-seed N] [-uploads N] [-kills N] [-bin build/portal]
+//	portalcrash [-long] [-mode crash,storm,diskfull] [-seed N] [-uploads N] [-kills N] [-bin build/portal]
 package main
 
 import (
@@ -32,7 +35,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,9 +59,9 @@ type options struct {
 // defaults are the sizes of a CI run (a couple of minutes); -long those of
 // make crash.
 func defaults(long bool) (crash, storm scenario) {
-	crash = scenario{Name: "crash", Uploads: 40, Clients: 6, Kills: 8, MinSize: 1 << 10, MaxSize: 40 << 20,
+	crash = scenario{Name: "crash", Uploads: 48, Clients: 6, Kills: 12, MinSize: 1 << 10, MaxSize: 40 << 20,
 		MaxPatches: 6, Timeout: 4 * time.Minute, Settle: time.Minute}
-	storm = scenario{Name: "storm", Uploads: 600, Clients: 16, Kills: 3, MinSize: 10 << 10, MaxSize: 10 << 10,
+	storm = scenario{Name: "storm", Uploads: 800, Clients: 16, Kills: 4, MinSize: 10 << 10, MaxSize: 10 << 10,
 		Storm: true, Timeout: 2 * time.Minute, Settle: time.Minute}
 	if long {
 		crash.Uploads, crash.Kills, crash.Timeout = 300, 110, 20*time.Minute
@@ -74,7 +79,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var seed string
 	var long bool
 	fs.BoolVar(&long, "long", false, "the long run of make crash (300 uploads, 110 kills; storm 5000 files, 20 kills); other flags still apply")
-	fs.StringVar(&modes, "mode", "crash,storm", "comma-separated scenarios: crash, storm")
+	fs.StringVar(&modes, "mode", "crash,storm,diskfull", "comma-separated scenarios: crash, storm, diskfull")
 	fs.StringVar(&seed, "seed", "", "seed of the run (default: random, printed)")
 	fs.StringVar(&o.bin, "bin", "build/portal", "the portal binary")
 	fs.StringVar(&o.dir, "dir", "", "where the run directories go (default: the system's temporary directory)")
@@ -125,7 +130,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, m := range strings.Split(modes, ",") {
 		switch m = strings.TrimSpace(m); m {
-		case "crash", "storm":
+		case "crash", "storm", "diskfull":
 			o.modes = append(o.modes, m)
 		default:
 			return o, fmt.Errorf("-mode: unknown scenario %q", m)
@@ -219,6 +224,24 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			f.print(stdout)
 			figs = append(figs, f)
 			failed = failed || !f.OK()
+		case "diskfull":
+			if os.Geteuid() != 0 {
+				// Mounting the tmpfs needs root: run this scenario again
+				// as root of a user and mount namespace.
+				if err := diskFullInNamespace(ctx, o, stdout, stderr); err != nil {
+					fmt.Fprintf(stderr, "portalcrash diskfull: %v\n", err)
+					failed = true
+				}
+				continue
+			}
+			res, err := runDiskFull(ctx, diskFullConfig{Bin: o.bin, Dir: o.dir, Log: logf})
+			if err != nil {
+				fmt.Fprintf(stderr, "portalcrash diskfull: %v\n", err)
+				failed = true
+				continue
+			}
+			res.print(stdout)
+			failed = failed || !res.OK()
 		}
 	}
 	if o.out != "" {
@@ -231,4 +254,31 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// diskFullInNamespace runs `portalcrash -mode diskfull` again under
+// unshare --user --map-root-user --mount.
+func diskFullInNamespace(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	args := []string{"--user", "--map-root-user", "--mount", self, "-mode", "diskfull", "-bin", bin}
+	if o.dir != "" {
+		args = append(args, "-dir", o.dir)
+	}
+	cmd := exec.CommandContext(ctx, "unshare", args...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return fmt.Errorf("run in a user namespace: %w", err)
+		}
+		return fmt.Errorf("%w (%v)", errNotRoot, err)
+	}
+	return nil
 }

@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	portalBin = os.Getenv("PORTAL_BIN")
-	if portalBin == "" {
+	if portalBin == "" && os.Getenv(inNamespaceEnv) == "" {
 		dir, err := os.MkdirTemp("", "portalcrash-bin-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -80,9 +80,10 @@ func testScenario(t *testing.T, s scenario) *Figures {
 	return f
 }
 
-// TestCrash is the CI size of the crash scenario: 40 uploads from 1 KiB to
-// 40 MiB in several PATCHes each, 6 clients, 8 kills, some during finalize
-// and some during deliveries.
+// TestCrash is the CI size of the crash scenario: 48 uploads from 1 KiB to
+// 40 MiB in several PATCHes each, 6 clients, 12 kills, some during
+// finalize and some during deliveries (the issue asks for at least 40
+// uploads and 8 kills).
 func TestCrash(t *testing.T) {
 	crash, _ := defaults(false)
 	f := testScenario(t, crash)
@@ -98,13 +99,70 @@ func TestCrash(t *testing.T) {
 }
 
 // TestStorm is the small-file storm at CI size: 10 KiB creation-with-upload
-// requests from 16 clients, killed three times.
+// requests from 16 clients, killed four times.
 func TestStorm(t *testing.T) {
 	_, storm := defaults(false)
 	f := testScenario(t, storm)
-	if f.Acked201 == 0 || f.Kills < 3 || f.KillsFinalize == 0 {
+	if f.Acked201 == 0 || f.Kills < 4 || f.KillsFinalize == 0 {
 		t.Errorf("%d uploads acknowledged by 201, %d kills (%d during finalize): the storm did not happen",
 			f.Acked201, f.Kills, f.KillsFinalize)
+	}
+}
+
+// inNamespaceEnv marks the test process re-run inside a user and mount
+// namespace (where a non-root user may mount a tmpfs).
+const inNamespaceEnv = "PORTALCRASH_IN_NAMESPACE"
+
+// TestDiskFull fills a tmpfs under the portal's data directory during a
+// PATCH, during finalize and during event commits. It needs root (as in
+// CI) or, failing that, a user namespace; it skips only where neither
+// exists and nothing requires it.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		reexecInNamespace(t)
+		return
+	}
+	res, err := runDiskFull(context.Background(), diskFullConfig{Bin: portalBin, Dir: t.TempDir(), Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	res.print(&b)
+	t.Log("\n" + b.String())
+	if len(res.Moments) != 3 {
+		t.Fatalf("%d moments, want 3", len(res.Moments))
+	}
+	for _, m := range res.Moments {
+		for _, p := range m.Problems {
+			t.Errorf("full during %s: %s", m.Name, p)
+		}
+	}
+}
+
+// reexecInNamespace runs TestDiskFull again as root of a new user and
+// mount namespace.
+func reexecInNamespace(t *testing.T) {
+	if os.Getenv(inNamespaceEnv) != "" {
+		t.Fatal("still not root inside the user namespace")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err == nil {
+		err = exec.Command(unshare, "--user", "--map-root-user", "--mount", "true").Run()
+	}
+	if err != nil {
+		msg := fmt.Sprintf("not root, and no user namespace (%v): cannot mount a tmpfs", err)
+		if os.Getenv("CI") != "" || os.Getenv("PORTAL_REQUIRE_TOOLS") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	cmd := exec.Command(unshare, "--user", "--map-root-user", "--mount", os.Args[0],
+		"-test.run=^TestDiskFull$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), inNamespaceEnv+"=1", "PORTAL_BIN="+portalBin)
+	out, err := cmd.CombinedOutput()
+	t.Log("\n" + string(out))
+	if err != nil {
+		t.Fatalf("TestDiskFull in a user namespace: %v", err)
 	}
 }
 

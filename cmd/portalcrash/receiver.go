@@ -45,6 +45,11 @@ type receiver struct {
 	hits  []hit
 
 	inflight atomic.Int64
+	// gate, when set, holds every request until it is closed; failNext
+	// makes the next verified requests answer 500 (the disk-full
+	// scenario steers deliveries with them).
+	gate     atomic.Pointer[chan struct{}]
+	failNext atomic.Int64
 }
 
 func startReceiver(seed uint64, maxHold time.Duration, failRate float64) (*receiver, error) {
@@ -110,12 +115,17 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case !h.Verified:
 		h.Status = http.StatusUnauthorized
+	case r.failNext.Load() > 0 && r.failNext.Add(-1) >= 0:
+		h.Status = http.StatusInternalServerError
 	case fail:
 		h.Status = http.StatusInternalServerError
 	default:
 		h.Status = http.StatusNoContent
 	}
 	time.Sleep(hold)
+	if g := r.gate.Load(); g != nil {
+		<-*g
+	}
 	// Recorded before the answer: the receiver has the event now, whether
 	// or not the portal lives to read the answer.
 	r.mu.Lock()
