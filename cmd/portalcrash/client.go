@@ -31,7 +31,8 @@ type upload struct {
 	// (after a failure, HEAD reported every byte there, as tus-js-client
 	// takes it). Empty while unfinished.
 	ackedBy string
-	err     error // why the client gave up, if it did
+	ackedAt time.Time // when the client read that answer
+	err     error     // why the client gave up, if it did
 
 	creates, patches, heads, failures int
 }
@@ -254,7 +255,7 @@ func (c *tusClient) create(ctx context.Context, u *upload) error {
 			return fmt.Errorf("create with upload: 201 with offset %q, want %d", got, u.size)
 		}
 		u.offset = u.size
-		u.ackedBy = "201"
+		u.ackedBy, u.ackedAt = "201", time.Now()
 	}
 	return nil
 }
@@ -282,7 +283,7 @@ func (c *tusClient) headOffset(ctx context.Context, u *upload) error {
 	}
 	u.offset, u.head = off, false
 	if off == u.size {
-		u.ackedBy = "head"
+		u.ackedBy, u.ackedAt = "head", time.Now()
 	}
 	return nil
 }
@@ -320,7 +321,7 @@ func (c *tusClient) patch(ctx context.Context, u *upload) error {
 	}
 	u.offset = off
 	if off == u.size {
-		u.ackedBy = "204"
+		u.ackedBy, u.ackedAt = "204", time.Now()
 	}
 	return nil
 }

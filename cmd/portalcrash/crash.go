@@ -180,12 +180,15 @@ func runScenario(ctx context.Context, s scenario, bin string) (*Figures, error) 
 		return nil, killErr
 	}
 	if r.portal.cmd == nil {
-		if err := r.portal.start(ctx); err != nil {
+		if err := r.portal.start(context.WithoutCancel(ctx)); err != nil {
 			return nil, err
 		}
 	}
 	s.Log("%s: uploads done in %s after %d kills; waiting for the deliveries", s.Name, uploaded.Round(time.Millisecond), len(r.kills))
-	f := r.verify(ctx)
+	// The checks get their own time, even when the uploads used it all.
+	vctx, vcancel := context.WithTimeout(context.WithoutCancel(ctx), s.Settle+2*time.Minute)
+	defer vcancel()
+	f := r.verify(vctx)
 	f.Duration = time.Since(start).Round(time.Millisecond).String()
 	f.UploadPhase = uploaded.Round(time.Millisecond).String()
 	return f, nil

@@ -41,6 +41,7 @@ type Figures struct {
 	Files                int    `json:"files"`
 	UnackedFiles         int    `json:"files_never_acknowledged"`
 	Lost                 int    `json:"lost"`
+	AckedEarly           int    `json:"acknowledged_before_recorded"`
 	Mismatched           int    `json:"mismatched"`
 	Events               int    `json:"file_uploaded_events"`
 	FilesWithoutOneEvent int    `json:"files_without_exactly_one_event"`
@@ -80,8 +81,8 @@ func (f *Figures) print(w io.Writer) {
 		f.Creates, f.Patches, f.Heads, f.ClientFailures)
 	fmt.Fprintf(w, "  kills %d: %d during finalize, %d during deliveries, %d whose moment did not come; %d uploads finalized by the start-up sweep; restart median %s, max %s\n",
 		f.Kills, f.KillsFinalize, f.KillsDelivery, f.KillsMissed, f.SweepFinalized, f.RestartMedian, f.RestartMax)
-	fmt.Fprintf(w, "  files %d (%d never acknowledged to a client): lost %d, mismatched %d\n",
-		f.Files, f.UnackedFiles, f.Lost, f.Mismatched)
+	fmt.Fprintf(w, "  files %d (%d never acknowledged to a client): lost %d, mismatched %d, acknowledged before recorded %d\n",
+		f.Files, f.UnackedFiles, f.Lost, f.Mismatched, f.AckedEarly)
 	fmt.Fprintf(w, "  file.uploaded events %d: files without exactly one %d, events without a file %d\n",
 		f.Events, f.FilesWithoutOneEvent, f.EventsWithoutFile)
 	fmt.Fprintf(w, "  deliveries %d over %d requests (%d answered 500 on purpose): undelivered %d, duplicates %d (at most %d copies), bad signatures %d\n",

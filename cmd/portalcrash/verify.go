@@ -21,6 +21,7 @@ import (
 type dbFile struct {
 	ID, UploadID, SHA256, Status string
 	Size                         int64
+	StoredAt                     time.Time // taken when finalize began, before its commit
 }
 
 // dbState is what the database holds at the end of a run.
@@ -53,16 +54,18 @@ func readDB(ctx context.Context, dataDir string) (dbState, error) {
 		return st, err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, "SELECT id, upload_id, sha256, status, size_bytes FROM files")
+	rows, err := db.QueryContext(ctx, "SELECT id, upload_id, sha256, status, size_bytes, stored_at FROM files")
 	if err != nil {
 		return st, fmt.Errorf("read files: %w", err)
 	}
 	for rows.Next() {
 		var f dbFile
-		if err := rows.Scan(&f.ID, &f.UploadID, &f.SHA256, &f.Status, &f.Size); err != nil {
+		var stored int64
+		if err := rows.Scan(&f.ID, &f.UploadID, &f.SHA256, &f.Status, &f.Size, &stored); err != nil {
 			rows.Close()
 			return st, err
 		}
+		f.StoredAt = time.UnixMilli(stored)
 		st.files[f.UploadID] = f
 	}
 	rows.Close()
@@ -140,6 +143,9 @@ func settled(st dbState, hits []hit) bool {
 // say, and returns the run's figures.
 func (r *run) verify(ctx context.Context) *Figures {
 	f := &Figures{Scenario: r.s.Name, Seed: r.s.Seed, Uploads: len(r.ups), Clients: r.s.Clients, Bytes: r.totalBytes()}
+	r.countClients(f)
+	r.countKills(f)
+	f.restarts(r.portal.restarts)
 	deadline := time.Now().Add(r.s.Settle)
 	var st dbState
 	var err error
@@ -154,8 +160,6 @@ func (r *run) verify(ctx context.Context) *Figures {
 		f.problem("read the database: %v", err)
 		return f
 	}
-	r.countClients(f)
-	r.countKills(f)
 	r.checkFiles(ctx, f, st)
 	r.checkEvents(f, st)
 	r.checkDeliveries(f, st, r.recv.snapshot())
@@ -171,7 +175,6 @@ func (r *run) verify(ctx context.Context) *Figures {
 			f.problem("the portal's log shows %d panics", lf.Panics)
 		}
 	}
-	f.restarts(r.portal.restarts)
 	return f
 }
 
@@ -230,6 +233,12 @@ func (r *run) checkFiles(ctx context.Context, f *Figures, st dbState) {
 			f.Mismatched++
 			f.problem("MISMATCH: upload %d: file row sha256 %s, sent %s", u.n, row.SHA256, u.sha)
 			continue
+		case row.StoredAt.After(u.ackedAt):
+			// Finalize began after the client had its answer: the
+			// answer came before the record (a later sweep made it).
+			f.AckedEarly++
+			f.problem("EARLY: upload %d acknowledged by %s at %s, finalized at %s", u.n, u.ackedBy,
+				u.ackedAt.Format("15:04:05.000"), row.StoredAt.Format("15:04:05.000"))
 		}
 		got, n, err := r.readBack(ctx, row.ID)
 		switch {
