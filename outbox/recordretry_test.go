@@ -23,6 +23,31 @@ func failWrites(tb testing.TB, o *Outbox, trigger string) (restore func()) {
 	}
 }
 
+// countingEndpoint registers an endpoint that answers 204 and counts the
+// requests, and returns the count.
+func countingEndpoint(tb testing.TB, o *Outbox) *atomic.Int64 {
+	tb.Helper()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	tb.Cleanup(srv.Close)
+	if _, _, err := o.CreateEndpoint(context.Background(), EndpointParams{URL: srv.URL}); err != nil {
+		tb.Fatal(err)
+	}
+	return &hits
+}
+
+// runDispatcher runs a dispatcher (polling every 50 ms) until the test ends.
+func runDispatcher(tb testing.TB, o *Outbox) {
+	d := NewDispatcher(o, DispatcherConfig{Policy: NetPolicy{AllowPrivate: true}, PollInterval: 50 * time.Millisecond})
+	ctx, stop := context.WithCancel(context.Background())
+	finished := make(chan struct{})
+	go func() { d.Run(ctx); close(finished) }()
+	tb.Cleanup(func() { stop(); <-finished })
+}
+
 // deliveryStatuses counts the deliveries by status.
 func deliveryStatuses(tb testing.TB, o *Outbox) map[string]int {
 	tb.Helper()
@@ -65,22 +90,10 @@ func waitStatuses(tb testing.TB, o *Outbox, want map[string]int, within time.Dur
 // the next start, and an attempt that had failed was never retried.
 func TestFailedRecordIsWrittenLater(t *testing.T) {
 	o, _ := mustOutbox(t)
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
-	if _, _, err := o.CreateEndpoint(context.Background(), EndpointParams{URL: srv.URL}); err != nil {
-		t.Fatal(err)
-	}
+	hits := countingEndpoint(t, o)
 	restore := failWrites(t, o, "BEFORE INSERT ON delivery_attempts")
 	appendEvent(t, o, "file.uploaded")
-	d := NewDispatcher(o, DispatcherConfig{Policy: NetPolicy{AllowPrivate: true}, PollInterval: 50 * time.Millisecond})
-	ctx, stop := context.WithCancel(context.Background())
-	finished := make(chan struct{})
-	go func() { d.Run(ctx); close(finished) }()
-	defer func() { stop(); <-finished }()
+	runDispatcher(t, o)
 	for deadline := time.Now().Add(5 * time.Second); hits.Load() == 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the delivery never arrived")
@@ -101,24 +114,12 @@ func TestFailedRecordIsWrittenLater(t *testing.T) {
 // first recovery fails, and nothing is claimed before it has worked.
 func TestRecoveryRetried(t *testing.T) {
 	o, _ := mustOutbox(t)
-	var hits atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
-	if _, _, err := o.CreateEndpoint(context.Background(), EndpointParams{URL: srv.URL}); err != nil {
-		t.Fatal(err)
-	}
+	hits := countingEndpoint(t, o)
 	appendEvent(t, o, "file.uploaded")
 	o.w.Exec("UPDATE deliveries SET status = 'delivering'") // as a crash mid-request leaves it
 	appendEvent(t, o, "file.uploaded")                      // a fresh one, pending
 	restore := failWrites(t, o, "BEFORE UPDATE OF status ON deliveries WHEN OLD.status = 'delivering' AND NEW.status = 'pending'")
-	d := NewDispatcher(o, DispatcherConfig{Policy: NetPolicy{AllowPrivate: true}, PollInterval: 50 * time.Millisecond})
-	ctx, stop := context.WithCancel(context.Background())
-	finished := make(chan struct{})
-	go func() { d.Run(ctx); close(finished) }()
-	defer func() { stop(); <-finished }()
+	runDispatcher(t, o)
 	time.Sleep(300 * time.Millisecond)
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("%d requests before the recovery worked, want 0", n)

@@ -48,9 +48,9 @@ type diskFullResult struct {
 
 // moment is one fill: what happened, step by step, and what was wrong.
 type moment struct {
-	Name     string
-	Steps    []string
-	Problems []string
+	Name     string   `json:"name"`
+	Steps    []string `json:"steps"`
+	Problems []string `json:"problems"`
 }
 
 func (m *moment) step(format string, args ...any) {
@@ -275,6 +275,40 @@ func resolve(base, loc string) string {
 	return base + loc
 }
 
+// begin creates an upload of size bytes (n picks its content) and sends
+// its first bytes while there is room; ok is false (and the problem
+// noted) when either fails.
+func (e *dfEnv) begin(ctx context.Context, n int, size, first int64) (*upload, bool) {
+	u, a := e.newUpload(ctx, n, size)
+	if a.Status != http.StatusCreated {
+		e.m.problem("create: %s", a)
+		return nil, false
+	}
+	if a := e.patch(ctx, u, 0, first); a.Status != http.StatusNoContent {
+		e.m.problem("PATCH of the first %d bytes: %s", first, a)
+		return nil, false
+	}
+	return u, true
+}
+
+// fillOK fills the disk, leaving leave bytes, and notes a failure.
+func (e *dfEnv) fillOK(leave int64) bool {
+	if err := e.fill(leave); err != nil {
+		e.m.problem("%v", err)
+		return false
+	}
+	return true
+}
+
+// unfillOK removes the filler and notes a failure.
+func (e *dfEnv) unfillOK() bool {
+	if err := e.unfill(); err != nil {
+		e.m.problem("%v", err)
+		return false
+	}
+	return true
+}
+
 // patch sends n bytes of u from off.
 func (e *dfEnv) patch(ctx context.Context, u *upload, off, n int64) answer {
 	b, _ := io.ReadAll(u.reader(off, n))
@@ -413,17 +447,8 @@ func (e *dfEnv) delivered(ctx context.Context, fileID, typ string) {
 // fullDuringPatch: 16 MiB sent in one PATCH with about 3 MiB free.
 func (e *dfEnv) fullDuringPatch(ctx context.Context) {
 	const size = 16 << 20
-	u, a := e.newUpload(ctx, 1, size)
-	if a.Status != http.StatusCreated {
-		e.m.problem("create: %s", a)
-		return
-	}
-	if a := e.patch(ctx, u, 0, 1<<20); a.Status != http.StatusNoContent {
-		e.m.problem("first PATCH: %s", a)
-		return
-	}
-	if err := e.fill(3 << 20); err != nil {
-		e.m.problem("%v", err)
+	u, ok := e.begin(ctx, 1, size, 1<<20)
+	if !ok || !e.fillOK(3<<20) {
 		return
 	}
 	e.m.step("filled the tmpfs, 3 MiB left; PATCH of the remaining 15 MiB")
@@ -436,11 +461,9 @@ func (e *dfEnv) fullDuringPatch(ctx context.Context) {
 	_, a = e.newUpload(ctx, 2, 1<<20)
 	e.retryable("a new upload (POST)", a)
 	e.invariants(ctx, "while full")
-	if err := e.unfill(); err != nil {
-		e.m.problem("%v", err)
-		return
+	if e.unfillOK() {
+		e.resume(ctx, u)
 	}
-	e.resume(ctx, u)
 }
 
 // fullDuringFinalize: the last PATCH's 50 bytes land in a page the data
@@ -450,22 +473,13 @@ func (e *dfEnv) fullDuringPatch(ctx context.Context) {
 // space comes back.
 func (e *dfEnv) fullDuringFinalize(ctx context.Context) {
 	const size = 1<<20 + 100
-	u, a := e.newUpload(ctx, 3, size)
-	if a.Status != http.StatusCreated {
-		e.m.problem("create: %s", a)
-		return
-	}
-	if a := e.patch(ctx, u, 0, size-50); a.Status != http.StatusNoContent {
-		e.m.problem("first PATCH: %s", a)
-		return
-	}
-	if err := e.fill(0); err != nil {
-		e.m.problem("%v", err)
+	u, ok := e.begin(ctx, 3, size, size-50)
+	if !ok || !e.fillOK(0) {
 		return
 	}
 	e.m.step("filled the tmpfs to the last byte; final PATCH of 50 bytes")
 	e.retryable("final PATCH", e.patch(ctx, u, size-50, 50))
-	a, _ = e.head(ctx, u)
+	a, _ := e.head(ctx, u)
 	e.retryable("HEAD", a)
 	st := e.invariants(ctx, "while full")
 	if _, ok := st.files[u.uploadID()]; ok {
@@ -479,11 +493,9 @@ func (e *dfEnv) fullDuringFinalize(ctx context.Context) {
 	a, _ = e.head(ctx, u)
 	e.retryable("after kill -9 and a restart on the full disk, HEAD", a)
 	e.invariants(ctx, "after the restart, still full")
-	if err := e.unfill(); err != nil {
-		e.m.problem("%v", err)
-		return
+	if e.unfillOK() {
+		e.resume(ctx, u)
 	}
-	e.resume(ctx, u)
 }
 
 // fullDuringCommit: an upload completes with room to spare; its delivery is
@@ -507,8 +519,7 @@ func (e *dfEnv) fullDuringCommit(ctx context.Context) {
 			e.m.problem("after the failed DELETE the file is %q, want stored", f.Status)
 		}
 	}
-	if err := e.unfill(); err != nil {
-		e.m.problem("%v", err)
+	if !e.unfillOK() {
 		return
 	}
 	e.m.step("freed the space")
@@ -537,8 +548,7 @@ func (e *dfEnv) fullDuringCommit(ctx context.Context) {
 	}
 	e.m.step("killed the portal (-9) and started it again on the full disk")
 	e.invariants(ctx, "after the restart, still full")
-	if err := e.unfill(); err != nil {
-		e.m.problem("%v", err)
+	if !e.unfillOK() {
 		return
 	}
 	e.m.step("freed the space")
@@ -560,13 +570,8 @@ func (e *dfEnv) failedRecord(ctx context.Context, n int) (string, bool) {
 		}
 	}()
 	e.recv.failNext.Store(1)
-	u, a := e.newUpload(ctx, n, size)
-	if a.Status != http.StatusCreated {
-		e.m.problem("create: %s", a)
-		return "", false
-	}
-	if a := e.patch(ctx, u, 0, size); a.Status != http.StatusNoContent {
-		e.m.problem("PATCH: %s", a)
+	u, ok := e.begin(ctx, n, size, size)
+	if !ok {
 		return "", false
 	}
 	for deadline := time.Now().Add(10 * time.Second); e.recv.inflight.Load() == 0; time.Sleep(5 * time.Millisecond) {
@@ -576,8 +581,7 @@ func (e *dfEnv) failedRecord(ctx context.Context, n int) (string, bool) {
 		}
 	}
 	e.m.step("upload stored (204); its delivery is held at the receiver")
-	if err := e.fill(0); err != nil {
-		e.m.problem("%v", err)
+	if !e.fillOK(0) {
 		return "", false
 	}
 	e.recv.gate.Store(nil)

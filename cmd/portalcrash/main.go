@@ -206,6 +206,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "portalcrash: seed %d\n", o.seed)
 	var figs []*Figures
+	var df *diskFullResult
 	failed := false
 	for _, m := range o.modes {
 		switch m {
@@ -241,11 +242,12 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			res.print(stdout)
+			df = res
 			failed = failed || !res.OK()
 		}
 	}
 	if o.out != "" {
-		if err := writeJSON(o.out, figs); err != nil {
+		if err := writeJSON(o.out, figs, df); err != nil {
 			fmt.Fprintln(stderr, "portalcrash:", err)
 			failed = true
 		}

@@ -99,12 +99,20 @@ func (f *Figures) print(w io.Writer) {
 	}
 }
 
-// writeJSON writes the figures of the runs to path.
-func writeJSON(path string, figs []*Figures) error {
+// writeJSON writes the figures of the runs (and the disk-full moments, if
+// they ran) to path.
+func writeJSON(path string, figs []*Figures, df *diskFullResult) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(figs, "", "  ")
+	out := struct {
+		Runs     []*Figures `json:"runs"`
+		DiskFull []*moment  `json:"diskfull,omitempty"`
+	}{Runs: figs}
+	if df != nil {
+		out.DiskFull = df.Moments
+	}
+	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return err
 	}
