@@ -77,7 +77,7 @@ test-go: build test/webhooks/node_modules
 ## build/portal under load, the small-file storm, the disk-full moments),
 ## verbose so its figures show; PORTALCRASH_SEED=N replays a seed
 test-crash: build
-	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -v ./cmd/portalcrash
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m -v ./cmd/portalcrash
 
 test/webhooks/node_modules: test/webhooks/package.json test/webhooks/package-lock.json
 	cd test/webhooks && $(NPM) ci --no-audit --no-fund

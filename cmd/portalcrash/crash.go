@@ -186,11 +186,12 @@ func runScenario(ctx context.Context, s scenario, bin string) (*Figures, error) 
 	}
 	s.Log("%s: uploads done in %s after %d kills; waiting for the deliveries", s.Name, uploaded.Round(time.Millisecond), len(r.kills))
 	// The checks get their own time, even when the uploads used it all.
-	vctx, vcancel := context.WithTimeout(context.WithoutCancel(ctx), s.Settle+2*time.Minute)
+	vctx, vcancel := context.WithTimeout(context.WithoutCancel(ctx), s.Settle+time.Minute)
 	defer vcancel()
 	f := r.verify(vctx)
 	f.Duration = time.Since(start).Round(time.Millisecond).String()
 	f.UploadPhase = uploaded.Round(time.Millisecond).String()
+	f.AckedPerSec = float64(f.Acked204+f.Acked201+f.AckedHead) / uploaded.Seconds()
 	return f, nil
 }
 

@@ -140,7 +140,7 @@ type dfEnv struct {
 // runMoment mounts a tmpfs, starts a portal with its data directory there,
 // runs fn, and takes everything down again.
 func runMoment(ctx context.Context, c diskFullConfig, dir string, m *moment, fn func(*dfEnv, context.Context)) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	e := &dfEnv{m: m, mnt: filepath.Join(dir, "mnt")}
 	e.filler = filepath.Join(e.mnt, "filler")

@@ -60,7 +60,7 @@ type options struct {
 // make crash.
 func defaults(long bool) (crash, storm scenario) {
 	crash = scenario{Name: "crash", Uploads: 48, Clients: 6, Kills: 12, MinSize: 1 << 10, MaxSize: 40 << 20,
-		MaxPatches: 6, Timeout: 4 * time.Minute, Settle: time.Minute}
+		MaxPatches: 6, Timeout: 3 * time.Minute, Settle: time.Minute}
 	storm = scenario{Name: "storm", Uploads: 800, Clients: 16, Kills: 4, MinSize: 10 << 10, MaxSize: 10 << 10,
 		Storm: true, Timeout: 2 * time.Minute, Settle: time.Minute}
 	if long {

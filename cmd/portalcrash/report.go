@@ -57,8 +57,9 @@ type Figures struct {
 	LogErrors            int    `json:"portal_log_errors"`
 	Panics               int    `json:"panics"`
 
-	UploadPhase string `json:"upload_phase"`
-	Duration    string `json:"duration"`
+	UploadPhase string  `json:"upload_phase"`
+	AckedPerSec float64 `json:"acknowledged_per_second"` // over the upload phase, restarts included
+	Duration    string  `json:"duration"`
 
 	Problems []string `json:"problems"`
 }
@@ -87,8 +88,8 @@ func (f *Figures) print(w io.Writer) {
 		f.Events, f.FilesWithoutOneEvent, f.EventsWithoutFile)
 	fmt.Fprintf(w, "  deliveries %d over %d requests (%d answered 500 on purpose): undelivered %d, duplicates %d (at most %d copies), bad signatures %d\n",
 		f.Deliveries, f.Requests, f.Answered500, f.Undelivered, f.Duplicates, f.MaxCopies, f.RejectedSignatures)
-	fmt.Fprintf(w, "  integrity_check %s; portal log: %d errors, %d panics; uploads took %s, the run %s\n",
-		f.Integrity, f.LogErrors, f.Panics, f.UploadPhase, f.Duration)
+	fmt.Fprintf(w, "  integrity_check %s; portal log: %d errors, %d panics; uploads took %s (%.0f acknowledged per second, restarts included), the run %s\n",
+		f.Integrity, f.LogErrors, f.Panics, f.UploadPhase, f.AckedPerSec, f.Duration)
 	if len(f.Problems) == 0 {
 		fmt.Fprintln(w, "  PASS")
 		return
