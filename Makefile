@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench
+.PHONY: all build run test test-go test-crash test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench crash
 
 all: build
 
@@ -38,9 +38,10 @@ $(UI_DIR)/node_modules: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
 run: build
 	./$(BIN) serve
 
-## test: vet, Go tests (with the OpenAPI contract test), the Node tests with
-## real tus clients, the OpenAPI lint and the generated API client
-test: fmt-check vet tools ui test-go test-node openapi-lint openapi-client
+## test: vet, Go tests (with the OpenAPI contract test), the crash suite,
+## the Node tests with real tus clients, the OpenAPI lint and the generated
+## API client
+test: fmt-check vet tools ui test-go test-crash test-node openapi-lint openapi-client
 
 ## tools: Debian packages the tests use (promtool), installed when missing
 tools:
@@ -69,13 +70,20 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## test-go: the Go tests; webhook signatures are also verified with npm
-## standardwebhooks, and every API exchange of package app's tests against
-## the OpenAPI document (the count is printed at the end)
-test-go: testdata/webhooks/node_modules
+## test-go: the Go tests (but the crash suite); webhook signatures are also
+## verified with npm standardwebhooks, and every API exchange of package
+## app's tests against the OpenAPI document (the count is printed at the end)
+test-go: build testdata/webhooks/node_modules
 	@mkdir -p build && rm -f build/openapi-contract.txt
-	PORTAL_REQUIRE_TOOLS=1 PORTAL_CONTRACT_REPORT=$(CURDIR)/build/openapi-contract.txt $(GO) test -count=1 -timeout 10m ./...
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) PORTAL_CONTRACT_REPORT=$(CURDIR)/build/openapi-contract.txt \
+		$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v /cmd/portalcrash)
 	@cat build/openapi-contract.txt
+
+## test-crash: the crash suite at CI size (cmd/portalcrash: kill -9 of the real
+## build/portal under load, the small-file storm, the disk-full moments),
+## verbose so its figures show; PORTALCRASH_SEED=N replays a seed
+test-crash: build
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m -v ./cmd/portalcrash
 
 testdata/webhooks/node_modules: testdata/webhooks/package.json testdata/webhooks/package-lock.json
 	cd testdata/webhooks && $(NPM) ci --no-audit --no-fund
@@ -138,6 +146,16 @@ BENCH_FLAGS ?=
 bench: build
 	$(GO) build -o build/portalbench ./cmd/portalbench
 	./build/portalbench -bin $(BIN) -dir build/bench -out build/bench/results.json $(BENCH_FLAGS)
+
+## crash: the long crash suite (cmd/portalcrash -long: 300 uploads and 110
+## kill -9, a storm of 5000 small uploads with 20 kills, the disk-full
+## moments), about 10 minutes; prints the figures, writes
+## build/crash/results.json. CRASH_FLAGS adds options, e.g.
+## CRASH_FLAGS='-seed 42 -kills 200'. make test runs the CI size.
+CRASH_FLAGS ?=
+crash: build
+	$(GO) build -o build/portalcrash ./cmd/portalcrash
+	./build/portalcrash -long -bin $(BIN) -dir build/crash -out build/crash/results.json $(CRASH_FLAGS)
 
 clean:
 	rm -rf build

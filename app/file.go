@@ -169,7 +169,7 @@ func (a *App) finalize(c tus.Completed) error {
 	err := a.finalizeTx(c, start)
 	if err != nil {
 		metricFinalizeFailures.Inc()
-		return err
+		return storageFull(err)
 	}
 	metricFinalizeDuration.Observe(time.Since(start).Seconds())
 	return nil

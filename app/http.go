@@ -2,12 +2,14 @@ package app
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/doorito/portal/app/access"
+	"github.com/doorito/portal/tus"
 )
 
 // Error is an API error: an HTTP status, a stable machine-readable code and
@@ -43,6 +45,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // generic 500 that leaks nothing.
 func (a *App) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := apiError(err)
+	if e == nil && errors.Is(storageFull(err), tus.ErrStorageFull) {
+		e = &Error{Status: http.StatusInsufficientStorage, Code: "insufficient_storage",
+			Message: "the portal's storage is full; nothing was changed; try again later"}
+		a.log.Error("request failed: storage full", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
 	if e == nil {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}

@@ -32,7 +32,7 @@ func (a *App) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler.Fil
 	}
 	id, err := a.recordUpload(ev.Context, ev.Upload)
 	if err != nil {
-		return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, storageFull(err)
 	}
 	return handler.HTTPResponse{}, handler.FileInfoChanges{ID: id}, nil
 }

@@ -229,10 +229,22 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	if err := d.prepare(ctx); err != nil {
 		d.log.Error("webhooks: prepare statements", "err", err) // they run unprepared
 	}
-	if n, err := d.recover(ctx); err != nil {
-		d.log.Error("webhooks: recover deliveries", "err", err)
-	} else if n > 0 {
-		d.log.Info("webhooks: deliveries interrupted by the last shutdown queued again", "count", n)
+	// Nothing is claimed before the recovery has worked (a full disk may
+	// hold it up): a later one would put back this run's claims too.
+	for {
+		n, err := d.recover(ctx)
+		if err == nil {
+			if n > 0 {
+				d.log.Info("webhooks: deliveries interrupted by the last shutdown queued again", "count", n)
+			}
+			break
+		}
+		d.log.Error("webhooks: recover deliveries; trying again before delivering", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d.cfg.PollInterval):
+		}
 	}
 	recorderDone := make(chan struct{})
 	go func() {

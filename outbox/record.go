@@ -23,23 +23,54 @@ type recItem struct {
 
 // recordLoop writes what the requests hand it until d.records is closed,
 // in group commits: each transaction takes every item that arrived while
-// the previous one committed (up to recordBatch).
+// the previous one committed (up to recordBatch). Items whose record
+// failed (a full disk, an I/O error) are written again after a pause that
+// backs off to recordRetryMax; their deliveries stay "delivering"
+// meanwhile, so they are neither claimed twice nor forgotten, and a crash
+// before the record leaves them for the next start's recovery.
 func (d *Dispatcher) recordLoop() {
-	for it := range d.records {
-		batch := []recItem{it}
-	more:
-		for len(batch) < recordBatch {
-			select {
-			case it, ok := <-d.records:
-				if !ok {
+	var failed []recItem
+	var wait time.Duration
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	armed := false
+	for {
+		var batch []recItem
+		select {
+		case it, ok := <-d.records:
+			if !ok {
+				if len(failed) > 0 {
+					d.recordBatch(failed) // a last try; what fails is recovered on the next start
+				}
+				return
+			}
+			batch = []recItem{it}
+		more:
+			for len(batch) < recordBatch {
+				select {
+				case it, ok := <-d.records:
+					if !ok {
+						break more
+					}
+					batch = append(batch, it)
+				default:
 					break more
 				}
-				batch = append(batch, it)
-			default:
-				break more
 			}
+		case <-retry.C:
+			armed = false
+			batch, failed = failed, nil
 		}
-		d.recordBatch(batch)
+		failed = append(failed, d.recordBatch(batch)...)
+		switch {
+		case len(failed) == 0:
+			wait = 0
+		case !armed:
+			wait = min(max(2*wait, recordRetryMin), recordRetryMax)
+			retry.Reset(wait)
+			armed = true
+		}
 		select {
 		case d.recorded <- struct{}{}:
 		default:
@@ -47,9 +78,17 @@ func (d *Dispatcher) recordLoop() {
 	}
 }
 
+// The pause before writing again the records that failed: doubling from
+// recordRetryMin up to recordRetryMax.
+const (
+	recordRetryMin = 500 * time.Millisecond
+	recordRetryMax = 10 * time.Second
+)
+
 // recordBatch writes a batch in one transaction; if that fails, each item
-// on its own, so one bad item costs no other its record.
-func (d *Dispatcher) recordBatch(batch []recItem) {
+// on its own, so one bad item costs no other its record. It returns the
+// items it could not record.
+func (d *Dispatcher) recordBatch(batch []recItem) (failed []recItem) {
 	// Database writes finish even when the dispatcher is stopping.
 	ctx := context.Background()
 	outcomes := make([]recOutcome, len(batch))
@@ -70,13 +109,14 @@ func (d *Dispatcher) recordBatch(batch []recItem) {
 				return err
 			})
 			if err != nil {
-				d.log.Error("webhooks: record attempt", "delivery_id", it.j.id, "err", err)
+				d.log.Error("webhooks: record attempt; trying again later", "delivery_id", it.j.id, "err", err)
 				outcomes[i] = recOutcome{}
+				failed = append(failed, it)
 			}
 		}
 	} else if err != nil {
-		d.log.Error("webhooks: record attempt", "delivery_id", batch[0].j.id, "err", err)
-		return
+		d.log.Error("webhooks: record attempt; trying again later", "delivery_id", batch[0].j.id, "err", err)
+		return batch
 	}
 	for i, it := range batch {
 		if !it.release {
@@ -86,6 +126,7 @@ func (d *Dispatcher) recordBatch(batch []recItem) {
 			d.o.endpointChanged()
 		}
 	}
+	return failed
 }
 
 // recOutcome is what recording an attempt did, for logs and metrics.

@@ -55,6 +55,9 @@ type HashStore struct {
 	syncSlots chan struct{}
 	syncMu    sync.Mutex
 	syncing   map[string]chan struct{} // data file -> its running flush
+	// finishFailed, when set, is told the id of a complete upload (not a
+	// partial) whose FinishUpload failed: its finalize never ran.
+	finishFailed func(id string)
 }
 
 // FinishTiming describes the finish of an upload completed by a PATCH: when
@@ -514,10 +517,14 @@ func (u *hashUpload) ConcatUploads(ctx context.Context, partials []handler.Uploa
 // FinishUpload completes the digest (repairing it from disk if needed),
 // records the final sum and flushes the upload's bytes to stable storage.
 func (u *hashUpload) FinishUpload(ctx context.Context) error {
-	if err := u.Upload.FinishUpload(ctx); err != nil {
-		return storageError(err)
+	err := u.Upload.FinishUpload(ctx)
+	if err == nil {
+		_, err = u.finish(ctx)
 	}
-	if _, err := u.finish(ctx); err != nil {
+	if err != nil {
+		if info, ierr := u.GetInfo(ctx); ierr == nil && !info.IsPartial && u.store.finishFailed != nil {
+			u.store.finishFailed(u.id)
+		}
 		return storageError(err)
 	}
 	u.store.lastFinish.Store(&FinishTiming{UploadID: u.id, LastByte: u.lastByte, Sync: u.sync})

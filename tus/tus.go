@@ -72,6 +72,8 @@ type Server struct {
 	store   *HashStore
 	locker  *memorylocker.MemoryLocker
 	handler *handler.Handler
+	// pending holds complete uploads whose finalize failed (pending.go).
+	pending pendingSet
 }
 
 // New creates the upload directory and the tusd handler.
@@ -91,6 +93,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, store: NewHashStore(cfg.Dir), locker: memorylocker.New()}
 	composer := handler.NewStoreComposer()
 	s.store.UseIn(composer)
+	composer.UseCore(finalizingCore{HashStore: s.store, s: s})
+	s.store.finishFailed = s.pending.add
 	s.locker.UseIn(composer)
 
 	cors, err := corsConfig(cfg.CORSOrigins)
@@ -222,13 +226,8 @@ func (s *Server) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
 		return handler.HTTPResponse{}, nil
 	}
 	req := ev.HTTPRequest
-	c, err := s.complete(ev.Context, ev.Upload.ID)
-	if err != nil {
-		return handler.HTTPResponse{}, err
-	}
-	c.Request = &req
-	if err := s.cfg.Finalize(c); err != nil {
-		return handler.HTTPResponse{}, err
+	if err := s.finalizeLocked(ev.Context, ev.Upload.ID, &req); err != nil {
+		return handler.HTTPResponse{}, s.retryable(ev.Upload.ID, err)
 	}
 	return handler.HTTPResponse{}, nil
 }
@@ -396,11 +395,7 @@ func (s *Server) sweepOne(ctx context.Context, id string) error {
 		return err
 	}
 	defer l.Unlock()
-	c, err := s.complete(ctx, id)
-	if err != nil {
-		return err
-	}
-	return s.cfg.Finalize(c)
+	return s.finalizeLocked(ctx, id, nil)
 }
 
 // Terminate removes an upload's bytes and bookkeeping, taking its lock.
