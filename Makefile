@@ -10,21 +10,22 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui ui-check e2e chromium bench
 
 all: build
 
-## build: the static portal binary at build/portal (with the web UI bundle)
-build: $(if $(SKIP_UI),,ui)
+## build: the static portal binary at build/portal (the web UI's bundle is
+## committed, so this needs Go only)
+build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
-# The upload page's Uppy bundle: npm ci, then esbuild into webui/static/dist
-# (git-ignored, embedded by go:embed). SKIP_UI=1 builds with the bundle
-# already there (the Dockerfile makes it in a node stage).
+# The upload page's Uppy bundle: npm ci, then esbuild into webui/static/dist,
+# embedded by go:embed. The bundle is committed (so `go install` gives the
+# whole program); after changing webui/ui, run `make ui` and commit the result.
 UI_DIR  := webui/ui
 UI_DIST := webui/static/dist/upload.js
 
-## ui: install the pinned npm packages and bundle the upload page
+## ui: install the pinned npm packages and rebuild the upload page's bundle
 ui: $(UI_DIST)
 
 $(UI_DIST): $(UI_DIR)/node_modules $(UI_DIR)/build.mjs $(wildcard $(UI_DIR)/src/*)
@@ -33,6 +34,17 @@ $(UI_DIST): $(UI_DIR)/node_modules $(UI_DIR)/build.mjs $(wildcard $(UI_DIR)/src/
 $(UI_DIR)/node_modules: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
 	cd $(UI_DIR) && $(NPM) ci --no-audit --no-fund
 	@touch $@
+
+## ui-check: rebuild the bundle from the lockfile (a fresh npm ci) and fail
+## unless it is byte for byte the committed webui/static/dist
+ui-check:
+	cd $(UI_DIR) && $(NPM) ci --no-audit --no-fund && node build.mjs
+	@touch $(UI_DIR)/node_modules
+	@changed=$$(git status --porcelain --untracked-files=all -- webui/static/dist); \
+	if [ -n "$$changed" ]; then \
+	  echo "ui-check: webui/static/dist is not what webui/ui builds from its lockfile:"; echo "$$changed"; \
+	  echo "ui-check: run 'make ui' and commit webui/static/dist"; exit 1; fi; \
+	echo "ui-check: the committed Uppy bundle is byte for byte what package-lock.json builds"
 
 ## run: build and start the portal (127.0.0.1:8080, data in ./data)
 run: build
