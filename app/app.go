@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +42,7 @@ type App struct {
 	cancelReqs context.CancelCauseFunc
 	stop       context.CancelFunc
 	wg         sync.WaitGroup
+	started    bool // Open succeeded
 }
 
 // New checks the configuration; Open starts the portal.
@@ -69,17 +71,31 @@ func (a *App) URL() string { return a.publicURL }
 // UploadDir is where tus keeps uploads.
 func (a *App) UploadDir() string { return filepath.Join(a.cfg.DataDir, "uploads") }
 
-// Open opens the database, binds the listener (a busy port is an error
-// here, not a log line), finalizes uploads a previous run left unfinished,
-// and starts serving in the background.
+// Open binds the listeners (a bad or busy address is an error here, not a
+// log line, and comes before anything is written to disk), prepares the
+// data directory, opens the database, finalizes uploads a previous run left
+// unfinished, and starts serving in the background.
 func (a *App) Open(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if a.ln, err = listen("Listen", a.cfg.Listen); err != nil {
+		return err
+	}
+	if a.cfg.MetricsListen != "" {
+		if a.metricsLn, err = listen("MetricsListen", a.cfg.MetricsListen); err != nil {
+			return err
+		}
+	}
+	if err := makeDir("DataDir", a.cfg.DataDir, 0o750); err != nil {
+		return err
+	}
+	if a.cfg.TempDir != "" {
+		if err := makeDir("TempDir", a.cfg.TempDir, 0o700); err != nil {
+			return err
+		}
 	}
 	if a.db, err = OpenDB(ctx, dbPath(a.cfg.DataDir)); err != nil {
 		return err
@@ -93,9 +109,6 @@ func (a *App) Open(ctx context.Context) (err error) {
 		return err
 	}
 
-	if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	a.publicURL = a.cfg.PublicURL
 	if a.publicURL == "" {
 		a.publicURL = "http://" + reachableAddr(a.ln.Addr().(*net.TCPAddr))
@@ -121,10 +134,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 	}
 
 	a.registry = a.newRegistry()
-	if a.cfg.MetricsListen != "" {
-		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsListen); err != nil {
-			return fmt.Errorf("listen for metrics: %w", err)
-		}
+	if a.metricsLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metricsHandler())
 		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -177,6 +187,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 		defer a.wg.Done()
 		a.runEvery(bg, a.cfg.SweepInterval, a.sweep)
 	}()
+	a.started = true
 	a.log.Info("portal started", "listen", a.ln.Addr().String(), "url", a.publicURL, "data_dir", a.cfg.DataDir,
 		"version", a.cfg.Version)
 	return nil
@@ -227,8 +238,57 @@ func (a *App) Close() error {
 	if a.db != nil {
 		errs = append(errs, a.db.Close())
 	}
-	a.log.Info("portal stopped")
+	if a.started { // an Open that failed has said why; nothing was running
+		a.log.Info("portal stopped")
+	}
 	return errors.Join(errs...)
+}
+
+// A SettingError is a start-up failure caused by one setting of Config
+// (Field names it: "Listen", "MetricsListen", "DataDir", "TempDir"), so that
+// the caller can name the flag or variable that set it.
+type SettingError struct {
+	Field string
+	Value string
+	Err   error
+}
+
+func (e *SettingError) Error() string { return fmt.Sprintf("%s %q: %v", e.Field, e.Value, e.Err) }
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// listen binds a TCP listener for the setting field.
+func listen(field, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err // "bind: address already in use", without the repeated address
+		}
+		return nil, &SettingError{field, addr, fmt.Errorf("cannot listen: %w", err)}
+	}
+	return ln, nil
+}
+
+// makeDir creates the directory of the setting field when missing and
+// checks that this process can write in it, so that an unusable directory
+// is one clear error instead of SQLite's "unable to open database file".
+func makeDir(field, dir string, perm os.FileMode) error {
+	bad := func(what string, err error) error {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return &SettingError{field, dir, fmt.Errorf("%s: %w (uid %d)", what, err, os.Getuid())}
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return bad("cannot create the directory", err)
+	}
+	f, err := os.CreateTemp(dir, ".portal-write-check-*")
+	if err != nil {
+		return bad("cannot write in the directory", err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // reachableAddr is host:port of a listener as a client on this host
