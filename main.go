@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,40 +21,43 @@ import (
 	"github.com/doorito/portal/app"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 const usage = `Doorito Portal: resumable uploads in, signed webhooks out.
 
-Usage:
-  portal serve [flags]      run the portal (flags below; each has a PORTAL_* environment variable)
-  portal healthcheck        exit 0 when the local portal is ready (for Docker's HEALTHCHECK)
-  portal backup [--data-dir D] FILE
-                            write a consistent copy of the database to FILE (safe while serving)
-  portal user add [--data-dir D] --username U [--role uploader|admin]
-                            create a user; the password comes from PORTAL_USER_PASSWORD or stdin
-  portal token create [--data-dir D] --username U [--name N] [--expires 720h]
-                            issue an API token for a user and print it (shown only once)
-  portal version            print the version
-  portal help               print this help
+Usage: portal <command> [flags]
 
-Run 'portal serve --help' for the serve flags.
+Commands:
+  serve                     run the portal (portal serve --help lists its flags,
+                            each with a PORTAL_* environment variable)
+  healthcheck [--url URL]   exit 0 when the local portal is ready (Docker's HEALTHCHECK)
+  backup [--data-dir D] FILE
+                            write a consistent copy of the database to FILE
+                            (safe while the portal serves)
+  user add [--data-dir D] --username U [--role uploader|admin]
+                            create a user; the password comes from
+                            PORTAL_USER_PASSWORD or the first line of stdin
+  token create [--data-dir D] --username U [--name N] [--expires 720h]
+                            issue an API token for a user and print it (shown once)
+  version                   print the version (also: portal --version)
+  help                      print this help (also: portal --help)
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run runs the command in args and returns the exit status: 0, 1 when the
+// command failed, 2 for a usage error.
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
+	cmd, args := args[0], args[1:]
 	switch cmd {
 	case "serve":
 		return serve(args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "doorito-portal", version)
+	case "version", "--version", "-version", "-v":
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "healthcheck":
 		return healthcheck(args, stderr)
@@ -65,209 +67,63 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return userCmd(args, os.Stdin, os.Getenv, stdout, stderr)
 	case "token":
 		return tokenCmd(args, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	default:
-		fmt.Fprintf(stderr, "portal: unknown command %q\n\n%s", cmd, usage)
-		return 2
 	}
+	if strings.HasPrefix(cmd, "-") {
+		fmt.Fprintf(stderr, "portal: flag %s before a command: flags follow the command, e.g. portal serve %s (portal help lists the commands)\n", cmd, cmd)
+	} else {
+		fmt.Fprintf(stderr, "portal: unknown command %q (portal help lists the commands)\n", cmd)
+	}
+	return 2
 }
 
-// serveFlags holds the serve command's flags before they become a Config.
-type serveFlags struct {
-	cfg           app.Config
-	maxUploadSize string
-	corsOrigins   string
-	logLevel      string
-	logFormat     string
-	// Webhook delivery flags parsed after the flag set.
-	endpointAllowCIDRs string
-	retrySchedule      string
-}
-
-func newServeFlags(out io.Writer) (*flag.FlagSet, *serveFlags) {
-	fs := flag.NewFlagSet("portal serve", flag.ContinueOnError)
-	fs.SetOutput(out)
-	f := &serveFlags{}
-	c := &f.cfg
-	fs.StringVar(&c.Listen, "listen", app.DefaultListen, "`address` to listen on")
-	fs.StringVar(&c.DataDir, "data-dir", app.DefaultDataDir, "`dir`ectory for the database and uploads")
-	fs.StringVar(&c.PublicURL, "public-url", "", "public base `URL` of the portal (behind a proxy); default http://<listen>")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this `address` only, instead of on --listen")
-	fs.BoolVar(&c.TrustProxy, "trust-proxy", false, "trust X-Forwarded-Host/-Proto and Forwarded headers from a reverse proxy")
-	fs.StringVar(&f.corsOrigins, "cors-origins", "", "comma-separated browser `origins` allowed to upload (\"*\" for any)")
-	fs.BoolVar(&c.IETFDraft, "ietf-draft", false, "also accept the IETF resumable-upload draft protocol")
-	fs.StringVar(&f.maxUploadSize, "max-upload-size", "0", "largest upload, in bytes or with a unit (5GiB, 500MB); 0 for no limit")
-	fs.StringVar(&c.Bucket, "storage-bucket", app.DefaultBucket, "bucket `name` reported in events' storage pointers")
-	fs.DurationVar(&c.FileTTL, "file-ttl", app.DefaultFileTTL, "how long a stored file lives by default")
-	fs.DurationVar(&c.FileTTLMax, "file-ttl-max", app.DefaultFileTTLMax, "the longest TTL an upload may ask for")
-	fs.DurationVar(&c.ExpiryNotifyBefore, "expiry-notify-before", app.DefaultExpiryNotifyBefore, "send file.expiring this long before a file expires")
-	fs.StringVar(&c.ExpirySchedule, "expiry-schedule", app.DefaultExpirySchedule, "cron `spec` of the file.expiring notifier (5 fields or \"@every 1m\")")
-	fs.StringVar(&c.CleanupSchedule, "cleanup-schedule", app.DefaultCleanupSchedule, "cron `spec` of the cleanup of expired files and abandoned uploads")
-	fs.DurationVar(&c.IncompleteTTL, "incomplete-ttl", app.DefaultIncompleteTTL, "remove unfinished uploads untouched this long")
-	fs.DurationVar(&c.HistoryRetention, "history-retention", app.DefaultHistoryRetention, "keep the events of deleted files, with their deliveries and attempts, this long (-1s: forever)")
-	fs.DurationVar(&c.SweepInterval, "sweep-interval", app.DefaultSweepInterval, "how often to finalize completed uploads that have no file record")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long to wait for open requests on shutdown")
-	fs.BoolVar(&c.AnonymousUploads, "anonymous-uploads", false, "let clients without credentials create uploads (recorded with a null actor)")
-	fs.IntVar(&c.AuthRateLimit, "auth-rate-limit", app.DefaultAuthRateLimit, "login and token requests per `minute` per client address (-1: no limit)")
-	fs.BoolVar(&c.AllowPrivateEndpoints, "allow-private-endpoints", false, "let webhook endpoints be on loopback, private and link-local addresses")
-	fs.StringVar(&f.endpointAllowCIDRs, "endpoint-allow-cidrs", "", "comma-separated non-public `networks` webhook endpoints may be on (10.1.0.0/16,192.168.5.7)")
-	fs.DurationVar(&c.DeliveryTimeout, "delivery-timeout", app.DefaultDeliveryTimeout, "timeout of one webhook request")
-	fs.IntVar(&c.DeliveryWorkers, "delivery-workers", app.DefaultDeliveryWorkers, "webhook requests in flight at most")
-	fs.IntVar(&c.DeliveryPerEndpoint, "delivery-per-endpoint", app.DefaultDeliveryPerEndpoint, "webhook requests in flight per endpoint at most")
-	fs.StringVar(&f.retrySchedule, "delivery-retry-schedule", "5s,5m,30m,2h,5h,10h,10h", "comma-separated `waits` before each webhook retry (then the delivery is failed)")
-	fs.DurationVar(&c.EndpointDisableAfter, "endpoint-disable-after", app.DefaultEndpointDisableAfter, "disable a webhook endpoint whose deliveries all failed for this long (-1s: never)")
-	fs.DurationVar(&c.SecretRotationGrace, "secret-rotation-grace", app.DefaultSecretRotationGrace, "how long a rotated webhook secret keeps signing next to the new one")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
-	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: portal serve [flags]\n\nEvery flag can also be set with the environment variable shown.\n\n")
-		fs.VisitAll(func(fl *flag.Flag) {
-			name, u := flag.UnquoteUsage(fl)
-			fmt.Fprintf(out, "  --%s %s\n    \t%s (env %s", fl.Name, name, u, envName(fl.Name))
-			if fl.DefValue != "" && fl.DefValue != "false" {
-				fmt.Fprintf(out, ", default %s", fl.DefValue)
-			}
-			fmt.Fprintln(out, ")")
-		})
-		fmt.Fprintf(out, "\nOn first start the user admin is created with the password in PORTAL_ADMIN_PASSWORD\n"+
-			"(or the file named by PORTAL_ADMIN_PASSWORD_FILE); without it a random password is printed once.\n")
-	}
-	return fs, f
-}
-
-func envName(flagName string) string {
-	return "PORTAL_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// parseServe applies PORTAL_* environment variables, then the command line
-// (which wins), and builds the Config.
-func parseServe(args []string, getenv func(string) string, out io.Writer) (app.Config, *serveFlags, error) {
-	fs, f := newServeFlags(out)
-	var envErr error
-	fs.VisitAll(func(fl *flag.Flag) {
-		if v := getenv(envName(fl.Name)); v != "" {
-			if err := fs.Set(fl.Name, v); err != nil {
-				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", envName(fl.Name), err))
-			}
-		}
-	})
-	if envErr != nil {
-		return app.Config{}, nil, envErr
-	}
-	if err := fs.Parse(args); err != nil {
-		return app.Config{}, nil, err
-	}
-	if fs.NArg() > 0 {
-		return app.Config{}, nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	size, err := parseSize(f.maxUploadSize)
-	if err != nil {
-		return app.Config{}, nil, fmt.Errorf("--max-upload-size: %w", err)
-	}
-	f.cfg.MaxUploadSize = size
-	if f.cfg.AdminPassword, err = secretEnv(getenv, "PORTAL_ADMIN_PASSWORD"); err != nil {
-		return app.Config{}, nil, err
-	}
-	for _, o := range strings.Split(f.corsOrigins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			f.cfg.CORSOrigins = append(f.cfg.CORSOrigins, o)
-		}
-	}
-	for _, c := range strings.Split(f.endpointAllowCIDRs, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			f.cfg.EndpointAllowCIDRs = append(f.cfg.EndpointAllowCIDRs, c)
-		}
-	}
-	if f.cfg.DeliverySchedule, err = parseDurations(f.retrySchedule); err != nil {
-		return app.Config{}, nil, fmt.Errorf("--delivery-retry-schedule: %w", err)
-	}
-	return f.cfg, f, nil
-}
-
-// parseDurations reads a comma-separated list of durations ("5s,5m,2h").
-func parseDurations(s string) ([]time.Duration, error) {
-	var out []time.Duration
-	for _, part := range strings.Split(s, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(part))
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("%q is not a positive duration", strings.TrimSpace(part))
-		}
-		out = append(out, d)
-	}
-	return out, nil
-}
-
-// parseSize reads a byte count: a whole number, optionally with a unit
-// (KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB in powers of 1024).
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
-	mult := int64(1)
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = strings.TrimSpace(num), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || (mult > 1 && n > (1<<62)/mult) {
-		return 0, fmt.Errorf("%q is not a size", s)
-	}
-	return n * mult, nil
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+func newLogger(w io.Writer, level, format string) *slog.Logger {
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
+	lv.UnmarshalText([]byte(level)) // checked by the flag
 	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// serve runs the portal until SIGINT or SIGTERM. Every setting is checked
+// before anything is written; the listen address is bound before the data
+// directory and the first admin are created.
 func serve(args []string, stdout, stderr io.Writer) int {
-	cfg, f, err := parseServe(args, os.Getenv, stderr)
+	cfg, f, err := parseServe(args, os.Getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "portal:", err)
+		printErrors(stderr, err)
 		return 2
 	}
-	logger, err := newLogger(stderr, f.logLevel, f.logFormat)
-	if err != nil {
-		fmt.Fprintln(stderr, "portal:", err)
-		return 2
-	}
+	logger := newLogger(stderr, f.logLevel, f.logFormat)
 	cfg.Logger = logger
-	cfg.Version = version
+	cfg.Version = versionString()
 	cfg.Console = stdout
+	trustRoots()
 
 	a, err := app.New(cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "portal:", err)
+		printErrors(stderr, err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Open(ctx); err != nil {
-		fmt.Fprintln(stderr, "portal:", err)
+		printErrors(stderr, f.name(err))
 		return 1
 	}
-	fmt.Fprintf(stdout, "Doorito Portal %s listening on %s\n", version, a.URL())
+	fmt.Fprintf(stdout, "Doorito Portal %s listening on %s\n", cfg.Version, a.URL())
+	if cfg.TrustProxy && cfg.PublicURL == "" {
+		logger.Warn("--trust-proxy without --public-url: upload URLs follow the proxy's headers, but events "+
+			"(source, file.download_url) are written by background jobs too and carry the internal URL; "+
+			"set --public-url (PORTAL_PUBLIC_URL) to the URL clients use", "url", a.URL())
+	}
 	<-ctx.Done()
 	stop() // a second signal kills the process the default way
 	logger.Info("shutting down")
@@ -276,6 +132,34 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// printErrors writes each error of a (possibly joined) error on its own
+// line, once.
+func printErrors(w io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(w, "portal:", line)
+	}
+}
+
+// name rewrites the app's start-up failure of a setting to name the flag or
+// environment variable that set it: --data-dir "/x": cannot write ….
+func (f *serveFlags) name(err error) error {
+	var se *app.SettingError
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Field {
+	case "Listen":
+		return fmt.Errorf("%s %q: %w", f.source("listen"), se.Value, se.Err)
+	case "MetricsListen":
+		return fmt.Errorf("%s %q: %w", f.source("metrics-listen"), se.Value, se.Err)
+	case "DataDir":
+		return fmt.Errorf("%s %q: %w", f.source("data-dir"), se.Value, se.Err)
+	case "TempDir":
+		return fmt.Errorf("TMPDIR=%q: %w", se.Value, se.Err)
+	}
+	return err
 }
 
 // healthcheck asks the portal at --url (default from PORTAL_LISTEN) whether
