@@ -84,15 +84,15 @@ func TestHealthcheckExitCode(t *testing.T) {
 	}))
 	defer srv.Close()
 	var errOut bytes.Buffer
-	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, &errOut); code != 0 {
+	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, io.Discard, &errOut); code != 0 {
 		t.Fatalf("ready portal: exit %d: %s", code, errOut.String())
 	}
 	status = http.StatusServiceUnavailable
-	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, &errOut); code == 0 {
+	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, io.Discard, &errOut); code == 0 {
 		t.Fatal("unready portal: exit 0")
 	}
 	srv.Close()
-	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, &errOut); code == 0 {
+	if code := healthcheck([]string{"--url", srv.URL + "/readyz"}, io.Discard, &errOut); code == 0 {
 		t.Fatal("unreachable portal: exit 0")
 	}
 }
@@ -353,5 +353,33 @@ func TestTrustProxyWithoutPublicURLWarns(t *testing.T) {
 	}
 	if strings.Contains(p.log(), "WARN") {
 		t.Errorf("a warning with --public-url set:\n%s", p.log())
+	}
+}
+
+// The helper commands also report a usage error in one line (exit 2), and a
+// missing data directory in one line that says what to do (exit 1).
+func TestHelperCommandErrors(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nothing-here")
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"backup", "--bogus"}, 2, "portal backup: unknown flag --bogus; usage: portal backup [--data-dir D] FILE\n"},
+		{[]string{"backup"}, 2, "portal backup: want 1 argument(s), got 0; usage: portal backup [--data-dir D] FILE\n"},
+		{[]string{"token", "create", "--username"}, 2, "portal token create: --username needs a value; usage: portal token create [--data-dir D] --username U [--name N] [--expires 720h]\n"},
+		{[]string{"token", "create", "--data-dir", missing}, 2, "portal token create: --username is required; usage: portal token create [--data-dir D] --username U [--name N] [--expires 720h]\n"},
+		{[]string{"token", "create", "--data-dir", missing, "--username", "admin"}, 1, fmt.Sprintf("portal: --data-dir %q: not a directory; name the data directory of the portal (PORTAL_DATA_DIR), or run portal serve once to create it\n", missing)},
+		{[]string{"user"}, 2, "portal user: want the subcommand add; usage: portal user add [--data-dir D] --username U [--role uploader|admin]\n"},
+		{[]string{"healthcheck", "--url"}, 2, "portal healthcheck: --url needs a value; usage: portal healthcheck [--url URL]\n"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(c.args, &out, &errOut); code != c.code || errOut.String() != c.want {
+			t.Errorf("portal %v: exit %d, stderr %q; want exit %d, %q", c.args, code, errOut.String(), c.code, c.want)
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"backup", "--help"}, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "Usage: portal backup") {
+		t.Errorf("backup --help: exit %d, %q", code, out.String())
 	}
 }
