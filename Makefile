@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui ui-check e2e chromium bench
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint docker-engine docker-image docker-test ui ui-check e2e chromium bench
 
 all: build
 
@@ -67,6 +67,41 @@ docker-lint: build test/docker/node_modules
 
 test/docker/node_modules: test/docker/package.json test/docker/package-lock.json
 	cd test/docker && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+# Docker: Debian's engine and client (the client has BuildKit built in; a
+# newer client without buildx would fall back to the classic builder).
+DOCKER ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
+IMAGE  ?= doorito-portal:test
+
+## docker-engine: a running Docker engine: Debian's docker.io is installed
+## when no engine answers and dockerd is missing, and dockerd is started
+## when none runs (log in build/docker/dockerd.log)
+docker-engine:
+	@if $(DOCKER) info >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v dockerd >/dev/null; then \
+	  echo "no Docker engine: installing Debian's docker.io"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends docker.io >/dev/null; \
+	fi; \
+	mkdir -p build/docker; echo "starting dockerd (log: build/docker/dockerd.log)"; \
+	$(SUDO) sh -c 'nohup dockerd >build/docker/dockerd.log 2>&1 </dev/null &'; \
+	for i in $$(seq 1 120); do $(DOCKER) info >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
+	echo "dockerd did not start:"; tail -20 build/docker/dockerd.log; exit 1
+
+## docker-image: the image around build/portal, $(IMAGE), built with
+## BuildKit from the Dockerfile's prebuilt target: nothing is pulled
+docker-image: build docker-engine
+	ln -f $(BIN) docker/bin/portal 2>/dev/null || cp $(BIN) docker/bin/portal
+	DOCKER_BUILDKIT=1 $(DOCKER) build --target prebuilt --tag $(IMAGE) .
+
+## docker-test: build the image (BuildKit, and the classic builder for the
+## same target) and run it: testdata/deploy/docker.mjs
+docker-test: docker-image testdata/deploy/node_modules
+	DOCKER_BUILDKIT=0 $(DOCKER) build --quiet --target prebuilt --tag $(IMAGE)-classic . >/dev/null
+	cd testdata/deploy && DOCKER=$(DOCKER) IMAGE=$(IMAGE) CLASSIC_IMAGE=$(IMAGE)-classic node --test --test-force-exit --test-reporter=spec docker.mjs
+
+testdata/deploy/node_modules: testdata/deploy/package.json testdata/deploy/package-lock.json
+	cd testdata/deploy && $(NPM) ci --no-audit --no-fund
 	@touch $@
 
 ## prometheus-check: a real Prometheus scrapes a running portal
