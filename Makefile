@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint docker-engine docker-image docker-test ui ui-check e2e chromium bench
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test ui ui-check e2e chromium bench
 
 all: build
 
@@ -99,6 +99,18 @@ docker-image: build docker-engine
 docker-test: docker-image testdata/deploy/node_modules
 	DOCKER_BUILDKIT=0 $(DOCKER) build --quiet --target prebuilt --tag $(IMAGE)-classic . >/dev/null
 	cd testdata/deploy && DOCKER=$(DOCKER) IMAGE=$(IMAGE) CLASSIC_IMAGE=$(IMAGE)-classic node --test --test-force-exit --test-reporter=spec docker.mjs
+
+## nginx: Debian's nginx, installed when missing
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
+
+## nginx-test: the portal behind nginx with TLS, configured as
+## docs/operations.md shows: testdata/deploy/nginx.mjs
+nginx-test: build nginx testdata/deploy/node_modules
+	cd testdata/deploy && PORTAL_BIN=$(CURDIR)/$(BIN) NGINX=$$(command -v nginx || echo /usr/sbin/nginx) \
+	  node --test --test-force-exit --test-reporter=spec nginx.mjs
 
 testdata/deploy/node_modules: testdata/deploy/package.json testdata/deploy/package-lock.json
 	cd testdata/deploy && $(NPM) ci --no-audit --no-fund

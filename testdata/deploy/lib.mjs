@@ -53,15 +53,19 @@ export function must (cmd, args, opts = {}) {
   return r.stdout.trim()
 }
 
-/** start spawns a long-running process, killed at exit; its output is kept in .log. */
-export function start (cmd, args, opts = {}) {
+/**
+ * start spawns a long-running process, killed at exit with opts.stopSignal
+ * (default SIGKILL; a process with children of its own, like nginx, needs
+ * a signal it can pass on); its output is kept in .log.
+ */
+export function start (cmd, args, { stopSignal = 'SIGKILL', ...opts } = {}) {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts })
   child.log = ''
   const keep = (c) => { child.log += c }
   child.stdout.on('data', keep)
   child.stderr.on('data', keep)
   child.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
-  atExit(() => child.kill('SIGKILL'))
+  atExit(() => child.kill(stopSignal))
   return child
 }
 
