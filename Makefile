@@ -10,13 +10,15 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test ui ui-check e2e chromium bench
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench
 
 all: build
 
 ## build: the static portal binary at build/portal (the web UI's bundle is
 ## committed, so this needs Go only)
 build:
+	@if [ "$$($(GO) list -trimpath -f '{{.Stale}}' modernc.org/sqlite/lib 2>/dev/null)" != false ]; then \
+	  echo "building $(BIN): the first build compiles the pure-Go SQLite (modernc.org/sqlite) and takes a few minutes; later builds take seconds"; fi
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 # The upload page's Uppy bundle: npm ci, then esbuild into webui/static/dist,
@@ -111,6 +113,11 @@ nginx:
 nginx-test: build nginx testdata/deploy/node_modules
 	cd testdata/deploy && PORTAL_BIN=$(CURDIR)/$(BIN) NGINX=$$(command -v nginx || echo /usr/sbin/nginx) \
 	  node --test --test-force-exit --test-reporter=spec nginx.mjs
+
+## quickstart-test: run the README's quick start as written, against a
+## fresh data directory (127.0.0.1:8080 and :9000 must be free)
+quickstart-test: build testdata/deploy/node_modules
+	cd testdata/deploy && node --test --test-force-exit --test-reporter=spec quickstart.mjs
 
 testdata/deploy/node_modules: testdata/deploy/package.json testdata/deploy/package-lock.json
 	cd testdata/deploy && $(NPM) ci --no-audit --no-fund
