@@ -61,10 +61,21 @@ func (c *command) parse(args []string, stdout, stderr io.Writer) (code int, ok b
 	return 0, true
 }
 
-// missing reports a usage error for a required flag that is empty.
-func (c *command) missing(flagName string, stderr io.Writer) int {
-	fmt.Fprintf(stderr, "%s: --%s is required; usage: %s\n", c.fs.Name(), flagName, c.synopsis)
-	return 2
+// parseForUser parses the args of a command that acts on a user in the
+// data directory: --username is required (usage error, 2) and the
+// directory must exist (1).
+func (c *command) parseForUser(args []string, username, dataDir *string, stdout, stderr io.Writer) (code int, ok bool) {
+	if code, ok := c.parse(args, stdout, stderr); !ok {
+		return code, false
+	}
+	if *username == "" {
+		fmt.Fprintf(stderr, "%s: --username is required; usage: %s\n", c.fs.Name(), c.synopsis)
+		return 2, false
+	}
+	if !checkDataDir(*dataDir, stderr) {
+		return 1, false
+	}
+	return 0, true
 }
 
 // dataDirFlag adds --data-dir, defaulting to PORTAL_DATA_DIR or ./data.
@@ -165,14 +176,8 @@ func userCmd(args []string, stdin io.Reader, getenv func(string) string, stdout,
 	dataDir := c.dataDirFlag()
 	username := c.fs.String("username", "", "the new user's `name`")
 	role := c.fs.String("role", app.RoleUploader, "`role`: uploader or admin")
-	if code, ok := c.parse(args[1:], stdout, stderr); !ok {
+	if code, ok := c.parseForUser(args[1:], username, dataDir, stdout, stderr); !ok {
 		return code
-	}
-	if *username == "" {
-		return c.missing("username", stderr)
-	}
-	if !checkDataDir(*dataDir, stderr) {
-		return 1
 	}
 	pw := getenv("PORTAL_USER_PASSWORD")
 	if pw == "" {
@@ -207,14 +212,8 @@ func tokenCmd(args []string, stdout, stderr io.Writer) int {
 	username := c.fs.String("username", "", "the `user` the token acts as")
 	name := c.fs.String("name", "cli", "a `name` to recognise the token by")
 	expires := c.fs.Duration("expires", 0, "lifetime (e.g. 720h); 0 for a token that does not expire")
-	if code, ok := c.parse(args[1:], stdout, stderr); !ok {
+	if code, ok := c.parseForUser(args[1:], username, dataDir, stdout, stderr); !ok {
 		return code
-	}
-	if *username == "" {
-		return c.missing("username", stderr)
-	}
-	if !checkDataDir(*dataDir, stderr) {
-		return 1
 	}
 	t, secret, err := app.CreateToken(context.Background(), *dataDir, *username, *name, *expires)
 	if err != nil {

@@ -75,11 +75,12 @@ func newServeFlags() *serveFlags {
 
 	positive := func(d time.Duration) bool { return d > 0 }
 	orNever := func(d time.Duration) bool { return d != 0 }
+	atLeast1 := func(n int) bool { return n >= 1 }
 	f.defs = []serveFlag{
 		{"Network", "listen", "address", "address to listen on", &addrValue{p: &c.Listen}},
 		{"Network", "public-url", "URL", "the URL clients reach the portal at (behind a proxy: its https URL); upload URLs and events' source and download_url are built from it; default http://<listen>", &urlValue{p: &c.PublicURL}},
 		{"Network", "trust-proxy", "", "build upload URLs from a reverse proxy's X-Forwarded-Host/-Proto and Forwarded headers (set --public-url too: events are written by background jobs)", &boolValue{p: &c.TrustProxy}},
-		{"Network", "cors-origins", "origins", "comma-separated browser origins allowed to upload (\"*\" for any)", &originsValue{p: &c.CORSOrigins}},
+		{"Network", "cors-origins", "origins", "comma-separated browser origins allowed to upload (\"*\" for any)", &listValue{&c.CORSOrigins, isOrigin, "want comma-separated origins like https://app.example.org,http://localhost:3000, or *"}},
 		{"Network", "metrics-listen", "address", "serve /metrics on this address only, instead of on --listen", &addrValue{p: &c.MetricsListen, optional: true}},
 		{"Network", "ietf-draft", "", "also accept the IETF resumable-upload draft protocol", &boolValue{p: &c.IETFDraft}},
 
@@ -98,16 +99,16 @@ func newServeFlags() *serveFlags {
 		{"Lifecycle", "shutdown-timeout", "duration", "how long to wait for open requests on shutdown", &durationValue{&c.ShutdownTimeout, positive, "want a positive duration like 30s"}},
 
 		{"Webhooks", "allow-private-endpoints", "", "let webhook endpoints be on loopback, private and link-local addresses (a receiver on this host needs it)", &boolValue{p: &c.AllowPrivateEndpoints}},
-		{"Webhooks", "endpoint-allow-cidrs", "networks", "comma-separated non-public networks webhook endpoints may be on (10.1.0.0/16,192.168.5.7)", &networksValue{p: &c.EndpointAllowCIDRs}},
+		{"Webhooks", "endpoint-allow-cidrs", "networks", "comma-separated non-public networks webhook endpoints may be on (10.1.0.0/16,192.168.5.7)", &listValue{&c.EndpointAllowCIDRs, isNetwork, "want comma-separated networks or addresses like 10.1.0.0/16,192.168.5.7"}},
 		{"Webhooks", "delivery-timeout", "duration", "timeout of one webhook request", &durationValue{&c.DeliveryTimeout, positive, "want a positive duration like 15s"}},
-		{"Webhooks", "delivery-workers", "n", "webhook requests in flight at most", &countValue{p: &c.DeliveryWorkers, example: 16}},
-		{"Webhooks", "delivery-per-endpoint", "n", "webhook requests in flight per endpoint at most", &countValue{p: &c.DeliveryPerEndpoint, example: 4}},
+		{"Webhooks", "delivery-workers", "n", "webhook requests in flight at most", &intValue{&c.DeliveryWorkers, atLeast1, "want a whole number of at least 1 like 16"}},
+		{"Webhooks", "delivery-per-endpoint", "n", "webhook requests in flight per endpoint at most", &intValue{&c.DeliveryPerEndpoint, atLeast1, "want a whole number of at least 1 like 4"}},
 		{"Webhooks", "delivery-retry-schedule", "waits", "comma-separated waits before each webhook retry (then the delivery is failed)", &scheduleListValue{p: &c.DeliverySchedule}},
 		{"Webhooks", "endpoint-disable-after", "duration", "disable a webhook endpoint whose deliveries all failed for this long (-1s: never)", &durationValue{&c.EndpointDisableAfter, orNever, "want a duration like 120h, or -1s for never"}},
 		{"Webhooks", "secret-rotation-grace", "duration", "how long a rotated webhook secret keeps signing next to the new one", &durationValue{&c.SecretRotationGrace, func(d time.Duration) bool { return d > 0 && d <= 168*time.Hour }, "want a duration from 1s to 168h like 24h"}},
 
 		{"Auth", "anonymous-uploads", "", "let clients without credentials create uploads (recorded with a null actor)", &boolValue{p: &c.AnonymousUploads}},
-		{"Auth", "auth-rate-limit", "n", "login and token requests per minute per client address (-1: no limit)", &rateValue{p: &c.AuthRateLimit}},
+		{"Auth", "auth-rate-limit", "n", "login and token requests per minute per client address (-1: no limit)", &intValue{&c.AuthRateLimit, func(n int) bool { return n >= 1 || n == -1 }, "want requests per minute like 10, or -1 for no limit"}},
 
 		{"Logging", "log-level", "level", "log level: debug, info, warn or error", &choiceValue{p: &f.logLevel, choices: []string{"debug", "info", "warn", "error"}}},
 		{"Logging", "log-format", "format", "log format: text or json", &choiceValue{p: &f.logFormat, choices: []string{"text", "json"}}},
@@ -411,34 +412,19 @@ func (v *sizeValue) Set(s string) error {
 	return nil
 }
 
-// countValue is a whole number of at least 1.
-type countValue struct {
-	p       *int
-	example int
+// intValue is a whole number that ok accepts.
+type intValue struct {
+	p    *int
+	ok   func(int) bool
+	text string
 }
 
-func (v *countValue) want() string {
-	return fmt.Sprintf("want a whole number of at least 1 like %d", v.example)
-}
-func (v *countValue) String() string { return strconv.Itoa(*v.p) }
-func (v *countValue) Set(s string) error {
+func (v *intValue) want() string   { return v.text }
+func (v *intValue) String() string { return strconv.Itoa(*v.p) }
+func (v *intValue) Set(s string) error {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n < 1 {
-		return errors.New(v.want())
-	}
-	*v.p = n
-	return nil
-}
-
-// rateValue is requests per minute, or -1 for no limit.
-type rateValue struct{ p *int }
-
-func (v *rateValue) want() string   { return "want requests per minute like 10, or -1 for no limit" }
-func (v *rateValue) String() string { return strconv.Itoa(*v.p) }
-func (v *rateValue) Set(s string) error {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || (n < 1 && n != -1) {
-		return errors.New(v.want())
+	if err != nil || !v.ok(n) {
+		return errors.New(v.text)
 	}
 	*v.p = n
 	return nil
@@ -499,54 +485,47 @@ func parseDurations(s string) ([]time.Duration, error) {
 	return out, nil
 }
 
-// originsValue is a comma-separated list of browser origins, or "*".
-type originsValue struct{ p *[]string }
-
-func (v *originsValue) want() string {
-	return "want comma-separated origins like https://app.example.org,http://localhost:3000, or *"
+// listValue is a comma-separated list whose every item ok accepts.
+type listValue struct {
+	p    *[]string
+	ok   func(string) bool
+	text string
 }
-func (v *originsValue) String() string { return strings.Join(*v.p, ",") }
-func (v *originsValue) Set(s string) error {
+
+func (v *listValue) want() string   { return v.text }
+func (v *listValue) String() string { return strings.Join(*v.p, ",") }
+func (v *listValue) Set(s string) error {
 	var out []string
-	for _, o := range strings.Split(s, ",") {
-		if o = strings.TrimSpace(o); o == "" {
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item == "" {
 			continue
 		}
-		if o != "*" {
-			u, err := url.Parse(o)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-				(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-				return errors.New(v.want())
-			}
+		if !v.ok(item) {
+			return errors.New(v.text)
 		}
-		out = append(out, o)
+		out = append(out, item)
 	}
 	*v.p = out
 	return nil
 }
 
-// networksValue is a comma-separated list of CIDR prefixes or addresses.
-type networksValue struct{ p *[]string }
-
-func (v *networksValue) want() string {
-	return "want comma-separated networks or addresses like 10.1.0.0/16,192.168.5.7"
-}
-func (v *networksValue) String() string { return strings.Join(*v.p, ",") }
-func (v *networksValue) Set(s string) error {
-	var out []string
-	for _, n := range strings.Split(s, ",") {
-		if n = strings.TrimSpace(n); n == "" {
-			continue
-		}
-		if _, err := netip.ParsePrefix(n); err != nil {
-			if _, err := netip.ParseAddr(n); err != nil {
-				return errors.New(v.want())
-			}
-		}
-		out = append(out, n)
+// isOrigin accepts a browser origin (https://app.example.org) or "*".
+func isOrigin(o string) bool {
+	if o == "*" {
+		return true
 	}
-	*v.p = out
-	return nil
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" &&
+		(u.Path == "" || u.Path == "/") && u.RawQuery == "" && u.User == nil
+}
+
+// isNetwork accepts a CIDR prefix or an IP address.
+func isNetwork(n string) bool {
+	if _, err := netip.ParsePrefix(n); err == nil {
+		return true
+	}
+	_, err := netip.ParseAddr(n)
+	return err == nil
 }
 
 // parseSize reads a byte count: a whole number, optionally with a unit
