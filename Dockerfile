@@ -1,8 +1,49 @@
-# syntax=docker/dockerfile:1
-# Build: docker build -t doorito-portal .
-# Run:   docker run -p 8080:8080 -v portal-data:/data doorito-portal
+# Doorito Portal's image: one static binary in an image FROM scratch.
+#
+#   docker build -t doorito-portal .     build everything from source (needs a registry
+#                                        for the node and golang images)
+#   make docker-image                    the same runtime around build/portal, pulling
+#                                        nothing (the "prebuilt" target; what CI tests)
+#
+# Design (docs/operations.md, "Docker image"): the first stage, "runtime", is
+# the image's one runtime definition: user, volume, environment, health
+# check, entrypoint. Both images are that stage plus a binary: "prebuilt"
+# adds the one `make build` made (copied into docker/bin/ by make), the last
+# stage adds the one the "build" stage compiles. The runtime stages come
+# first because Docker's classic builder (Debian's docker.io 20.10, and
+# newer clients without buildx) builds every stage up to --target: with
+# --target prebuilt it stops before the stages that pull node and golang.
+# BuildKit (DOCKER_BUILDKIT=1, the default of current Docker) builds only
+# the stages the target needs, whatever their order. No `# syntax=` line:
+# it would pull the Dockerfile frontend from a registry; the built-in one
+# has all this file uses.
 
-# The upload page's Uppy bundle (npm packages pinned in webui/ui/package-lock.json).
+# The runtime: FROM scratch, so no OS files at all. The binary brings its CA
+# roots (SSL_CERT_FILE adds more) and the time-zone database; TMPDIR points
+# into the data volume, so a --read-only root file system still has a
+# writable temporary directory. docker/rootfs holds data/ and data/tmp/
+# (empty in the build: .dockerignore leaves out their .gitkeep), copied
+# with the owner the portal runs as, which a new named volume inherits.
+FROM scratch AS runtime
+COPY --chown=65532:65532 docker/rootfs/ /
+ENV PORTAL_LISTEN=0.0.0.0:8080 \
+    PORTAL_DATA_DIR=/data \
+    TMPDIR=/data/tmp \
+    PORTAL_SHUTDOWN_TIMEOUT=8s
+VOLUME /data
+EXPOSE 8080
+USER 65532:65532
+HEALTHCHECK --interval=3s --timeout=3s --start-period=30s --retries=3 CMD ["/usr/local/bin/portal", "healthcheck"]
+ENTRYPOINT ["/usr/local/bin/portal"]
+CMD ["serve"]
+
+# The runtime around build/portal (make docker-image puts it in docker/bin/;
+# in a fresh clone docker/bin/ is empty and this stage is unused).
+FROM runtime AS prebuilt
+COPY docker/bin/ /usr/local/bin/
+
+# From source: the upload page's Uppy bundle (npm packages pinned in
+# webui/ui/package-lock.json; the same bytes as the committed bundle).
 FROM node:20-bookworm-slim AS ui
 WORKDIR /src/webui/ui
 COPY webui/ui/package.json webui/ui/package-lock.json ./
@@ -11,6 +52,7 @@ COPY webui/ui/build.mjs ./
 COPY webui/ui/src ./src
 RUN node build.mjs
 
+# From source: the static binary (make build: CGO_ENABLED=0, -trimpath).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -18,18 +60,8 @@ RUN go mod download
 COPY . .
 COPY --from=ui /src/webui/static/dist ./webui/static/dist
 ARG VERSION=dev
-# SKIP_UI=1: the bundle comes from the ui stage; this stage has no npm.
-RUN make build SKIP_UI=1 VERSION=${VERSION} && mkdir -p /out/data
+RUN make build VERSION=${VERSION}
 
-FROM gcr.io/distroless/static-debian12:nonroot
+# The default target: the runtime around the binary built from source.
+FROM runtime
 COPY --from=build /src/build/portal /usr/local/bin/portal
-# The data volume must belong to the non-root user the portal runs as.
-COPY --from=build --chown=65532:65532 /out/data /data
-ENV PORTAL_LISTEN=0.0.0.0:8080 \
-    PORTAL_DATA_DIR=/data
-VOLUME /data
-EXPOSE 8080
-USER nonroot:nonroot
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s CMD ["/usr/local/bin/portal", "healthcheck"]
-ENTRYPOINT ["/usr/local/bin/portal"]
-CMD ["serve"]

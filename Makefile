@@ -10,21 +10,24 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-crash test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench crash
+.PHONY: all build run test test-go test-crash test-node vet fmt-check clean tools prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
 
 all: build
 
-## build: the static portal binary at build/portal (with the web UI bundle)
-build: $(if $(SKIP_UI),,ui)
+## build: the static portal binary at build/portal (the web UI's bundle is
+## committed, so this needs Go only)
+build:
+	@if [ "$$($(GO) list -trimpath -f '{{.Stale}}' modernc.org/sqlite/lib 2>/dev/null)" != false ]; then \
+	  echo "building $(BIN): the first build compiles the pure-Go SQLite (modernc.org/sqlite) and takes a few minutes; later builds take seconds"; fi
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
-# The upload page's Uppy bundle: npm ci, then esbuild into webui/static/dist
-# (git-ignored, embedded by go:embed). SKIP_UI=1 builds with the bundle
-# already there (the Dockerfile makes it in a node stage).
+# The upload page's Uppy bundle: npm ci, then esbuild into webui/static/dist,
+# embedded by go:embed. The bundle is committed (so `go install` gives the
+# whole program); after changing webui/ui, run `make ui` and commit the result.
 UI_DIR  := webui/ui
 UI_DIST := webui/static/dist/upload.js
 
-## ui: install the pinned npm packages and bundle the upload page
+## ui: install the pinned npm packages and rebuild the upload page's bundle
 ui: $(UI_DIST)
 
 $(UI_DIST): $(UI_DIR)/node_modules $(UI_DIR)/build.mjs $(wildcard $(UI_DIR)/src/*)
@@ -33,6 +36,17 @@ $(UI_DIST): $(UI_DIR)/node_modules $(UI_DIR)/build.mjs $(wildcard $(UI_DIR)/src/
 $(UI_DIR)/node_modules: $(UI_DIR)/package.json $(UI_DIR)/package-lock.json
 	cd $(UI_DIR) && $(NPM) ci --no-audit --no-fund
 	@touch $@
+
+## ui-check: rebuild the bundle from the lockfile (a fresh npm ci) and fail
+## unless it is byte for byte the committed webui/static/dist
+ui-check:
+	cd $(UI_DIR) && $(NPM) ci --no-audit --no-fund && node build.mjs
+	@touch $(UI_DIR)/node_modules
+	@changed=$$(git status --porcelain --untracked-files=all -- webui/static/dist); \
+	if [ -n "$$changed" ]; then \
+	  echo "ui-check: webui/static/dist is not what webui/ui builds from its lockfile:"; echo "$$changed"; \
+	  echo "ui-check: run 'make ui' and commit webui/static/dist"; exit 1; fi; \
+	echo "ui-check: the committed Uppy bundle is byte for byte what package-lock.json builds"
 
 ## run: build and start the portal (127.0.0.1:8080, data in ./data)
 run: build
@@ -57,6 +71,58 @@ docker-lint: build testdata/docker/node_modules
 
 testdata/docker/node_modules: testdata/docker/package.json testdata/docker/package-lock.json
 	cd testdata/docker && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+# Docker: Debian's engine and client (the client has BuildKit built in; a
+# newer client without buildx would fall back to the classic builder).
+DOCKER ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
+IMAGE  ?= doorito-portal:test
+
+## docker-engine: a running Docker engine: Debian's docker.io is installed
+## when no engine answers and dockerd is missing, and dockerd is started
+## when none runs (log in build/docker/dockerd.log)
+docker-engine:
+	@if $(DOCKER) info >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v dockerd >/dev/null; then \
+	  echo "no Docker engine: installing Debian's docker.io"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends docker.io >/dev/null; \
+	fi; \
+	mkdir -p build/docker; echo "starting dockerd (log: build/docker/dockerd.log)"; \
+	$(SUDO) sh -c 'nohup dockerd >build/docker/dockerd.log 2>&1 </dev/null &'; \
+	for i in $$(seq 1 120); do $(DOCKER) info >/dev/null 2>&1 && exit 0; sleep 0.5; done; \
+	echo "dockerd did not start:"; tail -20 build/docker/dockerd.log; exit 1
+
+## docker-image: the image around build/portal, $(IMAGE), built with
+## BuildKit from the Dockerfile's prebuilt target: nothing is pulled
+docker-image: build docker-engine
+	ln -f $(BIN) docker/bin/portal 2>/dev/null || cp $(BIN) docker/bin/portal
+	DOCKER_BUILDKIT=1 $(DOCKER) build --target prebuilt --tag $(IMAGE) .
+
+## docker-test: build the image (BuildKit, and the classic builder for the
+## same target) and run it: testdata/deploy/docker.mjs
+docker-test: docker-image testdata/deploy/node_modules
+	DOCKER_BUILDKIT=0 $(DOCKER) build --quiet --target prebuilt --tag $(IMAGE)-classic . >/dev/null
+	cd testdata/deploy && DOCKER=$(DOCKER) IMAGE=$(IMAGE) CLASSIC_IMAGE=$(IMAGE)-classic node --test --test-force-exit --test-reporter=spec docker.mjs
+
+## nginx: Debian's nginx, installed when missing
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  echo "installing Debian's nginx"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nginx >/dev/null; }
+
+## nginx-test: the portal behind nginx with TLS, configured as
+## docs/operations.md shows: testdata/deploy/nginx.mjs
+nginx-test: build nginx testdata/deploy/node_modules
+	cd testdata/deploy && PORTAL_BIN=$(CURDIR)/$(BIN) NGINX=$$(command -v nginx || echo /usr/sbin/nginx) \
+	  node --test --test-force-exit --test-reporter=spec nginx.mjs
+
+## quickstart-test: run the README's quick start as written, against a
+## fresh data directory (127.0.0.1:8080 and :9000 must be free)
+quickstart-test: build testdata/deploy/node_modules
+	cd testdata/deploy && node --test --test-force-exit --test-reporter=spec quickstart.mjs
+
+testdata/deploy/node_modules: testdata/deploy/package.json testdata/deploy/package-lock.json
+	cd testdata/deploy && $(NPM) ci --no-audit --no-fund
 	@touch $@
 
 ## prometheus-check: a real Prometheus scrapes a running portal

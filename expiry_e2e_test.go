@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -9,9 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,25 +47,6 @@ func TestServeFlagsExpiry(t *testing.T) {
 	}
 }
 
-// portalBinary builds the portal (or uses PORTAL_BIN).
-func portalBinary(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("PORTAL_BIN"); bin != "" {
-		return bin
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not on PATH to build the portal: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "portal")
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 type receivedHook struct {
 	header http.Header
 	body   []byte
@@ -96,93 +73,18 @@ func TestE2EExpiryReachesWebhookReceiver(t *testing.T) {
 	defer recv.Close()
 
 	const password = "e2e-admin-password-long-enough"
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
+	p := startPortal(t, bin, []string{"PORTAL_ADMIN_PASSWORD=" + password},
 		"--file-ttl", "4s", "--file-ttl-max", "1h", "--expiry-notify-before", "2s",
 		"--expiry-schedule", "@every 1s", "--cleanup-schedule", "@every 1s",
 		"--allow-private-endpoints")
-	cmd.Env = append(os.Environ(), "PORTAL_ADMIN_PASSWORD="+password)
-	logs, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	addr := make(chan string, 1)
-	var logMu sync.Mutex
-	var logText strings.Builder
-	go func() {
-		sc := bufio.NewScanner(logs)
-		for sc.Scan() {
-			line := sc.Text()
-			logMu.Lock()
-			logText.WriteString(line + "\n")
-			logMu.Unlock()
-			var l struct{ Msg, Listen string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "portal started" {
-				addr <- l.Listen
-			}
-		}
-		exited <- cmd.Wait()
-	}()
 	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("portal exit: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			t.Error("portal did not stop on SIGINT")
-		}
-		if t.Failed() {
-			logMu.Lock()
-			t.Logf("portal log:\n%s", logText.String())
-			logMu.Unlock()
+		if code := p.stop(); code != 0 {
+			t.Errorf("portal exit %d after SIGTERM", code)
 		}
 	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatal("portal did not start")
-	}
-
-	call := func(method, path, token string, body []byte, hdr map[string]string) (*http.Response, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, bytes.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
-	}
-	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/tokens", strings.NewReader(`{"name":"e2e"}`))
-	req.SetBasicAuth("admin", password)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tok struct{ Token string }
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || tok.Token == "" {
-		t.Fatalf("token: %s", resp.Status)
-	}
-	resp, b := call(http.MethodPost, "/api/v1/endpoints", tok.Token,
+	call := p.call
+	token := p.token(password)
+	resp, b := call(http.MethodPost, "/api/v1/endpoints", token,
 		[]byte(fmt.Sprintf(`{"url":%q,"event_types":["file.*"]}`, recv.URL)), map[string]string{"Content-Type": "application/json"})
 	var ep struct{ Secret string }
 	if json.Unmarshal(b, &ep); resp.StatusCode != http.StatusCreated || ep.Secret == "" {
@@ -195,14 +97,14 @@ func TestE2EExpiryReachesWebhookReceiver(t *testing.T) {
 
 	// Two files: the default 4s TTL, and 1s (shorter than the 2s window).
 	upload := func(meta string, data []byte) string {
-		resp, b := call(http.MethodPost, "/files/", tok.Token, nil, map[string]string{"Tus-Resumable": "1.0.0",
+		resp, b := call(http.MethodPost, "/files/", token, nil, map[string]string{"Tus-Resumable": "1.0.0",
 			"Upload-Length": strconv.Itoa(len(data)), "Upload-Metadata": meta})
 		if resp.StatusCode != http.StatusCreated {
 			t.Fatalf("create: %s %s", resp.Status, b)
 		}
 		loc := resp.Header.Get("Location")
 		loc = loc[strings.Index(loc, "/files/"):]
-		resp, b = call(http.MethodPatch, loc, tok.Token, data, map[string]string{"Tus-Resumable": "1.0.0",
+		resp, b = call(http.MethodPatch, loc, token, data, map[string]string{"Tus-Resumable": "1.0.0",
 			"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
 		if resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("patch: %s %s", resp.Status, b)
@@ -295,7 +197,7 @@ func TestE2EExpiryReachesWebhookReceiver(t *testing.T) {
 		if evs[2].Reason != "expired" || evs[1].File.ExpiresAt != evs[0].File.ExpiresAt || evs[1].OccurredAt > evs[2].OccurredAt {
 			t.Errorf("file %s: %+v", id, evs)
 		}
-		resp, _ := call(http.MethodGet, "/api/v1/files/"+id+"/content", tok.Token, nil, nil)
+		resp, _ := call(http.MethodGet, "/api/v1/files/"+id+"/content", token, nil, nil)
 		if resp.StatusCode != http.StatusGone {
 			t.Errorf("file %s content after expiry: %s", id, resp.Status)
 		}

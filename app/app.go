@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,6 +44,7 @@ type App struct {
 	cancelReqs context.CancelCauseFunc
 	stop       context.CancelFunc
 	wg         sync.WaitGroup
+	started    bool // Open succeeded
 }
 
 // New checks the configuration; Open starts the portal.
@@ -81,7 +83,7 @@ func (a *App) Open(ctx context.Context) (err error) {
 			a.Close()
 		}
 	}()
-	if err := a.listen(); err != nil {
+	if err := a.bindListeners(); err != nil {
 		return err
 	}
 	if err := a.openStore(ctx); err != nil {
@@ -95,20 +97,21 @@ func (a *App) Open(ctx context.Context) (err error) {
 	if err := a.serve(); err != nil {
 		return err
 	}
+	a.started = true
 	a.log.Info("portal started", "listen", a.ln.Addr().String(), "url", a.publicURL, "data_dir", a.cfg.DataDir,
 		"version", a.cfg.Version)
 	return nil
 }
 
-// listen binds the HTTP listener (and the metrics one, if separate) and
+// bindListeners binds the HTTP listener (and the metrics one, if separate) and
 // settles the public URL.
-func (a *App) listen() (err error) {
-	if a.ln, err = net.Listen("tcp", a.cfg.Listen); err != nil {
-		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+func (a *App) bindListeners() (err error) {
+	if a.ln, err = listen("Listen", a.cfg.Listen); err != nil {
+		return err
 	}
 	if a.cfg.MetricsListen != "" {
-		if a.metricsLn, err = net.Listen("tcp", a.cfg.MetricsListen); err != nil {
-			return fmt.Errorf("listen for metrics on %s: %w", a.cfg.MetricsListen, err)
+		if a.metricsLn, err = listen("MetricsListen", a.cfg.MetricsListen); err != nil {
+			return err
 		}
 	}
 	a.publicURL = a.cfg.PublicURL
@@ -121,8 +124,13 @@ func (a *App) listen() (err error) {
 // openStore creates the data directory, takes its lock and opens (and
 // migrates) the database.
 func (a *App) openStore(ctx context.Context) (err error) {
-	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := makeDir("DataDir", a.cfg.DataDir, 0o750); err != nil {
+		return err
+	}
+	if a.cfg.TempDir != "" {
+		if err := makeDir("TempDir", a.cfg.TempDir, 0o700); err != nil {
+			return err
+		}
 	}
 	if a.dirLock, err = lockDataDir(a.cfg.DataDir); err != nil {
 		return err
@@ -263,8 +271,57 @@ func (a *App) Close() error {
 	if a.dirLock != nil {
 		a.dirLock.Close() // releases the flock
 	}
-	a.log.Info("portal stopped")
+	if a.started { // an Open that failed has said why; nothing was running
+		a.log.Info("portal stopped")
+	}
 	return errors.Join(errs...)
+}
+
+// A SettingError is a start-up failure caused by one setting of Config
+// (Field names it: "Listen", "MetricsListen", "DataDir", "TempDir"), so that
+// the caller can name the flag or variable that set it.
+type SettingError struct {
+	Field string
+	Value string
+	Err   error
+}
+
+func (e *SettingError) Error() string { return fmt.Sprintf("%s %q: %v", e.Field, e.Value, e.Err) }
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// listen binds a TCP listener for the setting field.
+func listen(field, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err // "bind: address already in use", without the repeated address
+		}
+		return nil, &SettingError{field, addr, fmt.Errorf("cannot listen: %w", err)}
+	}
+	return ln, nil
+}
+
+// makeDir creates the directory of the setting field when missing and
+// checks that this process can write in it, so that an unusable directory
+// is one clear error instead of SQLite's "unable to open database file".
+func makeDir(field, dir string, perm os.FileMode) error {
+	bad := func(what string, err error) error {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return &SettingError{field, dir, fmt.Errorf("%s: %w (uid %d)", what, err, os.Getuid())}
+	}
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return bad("cannot create the directory", err)
+	}
+	f, err := os.CreateTemp(dir, ".portal-write-check-*")
+	if err != nil {
+		return bad("cannot write in the directory", err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }
 
 // reachableAddr is host:port of a listener as a client on this host

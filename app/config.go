@@ -21,8 +21,13 @@ import (
 type Config struct {
 	// Listen is the TCP address of the HTTP server ("127.0.0.1:8080").
 	Listen string
-	// DataDir holds the database and the uploads.
+	// DataDir holds the database and the uploads; Open creates it.
 	DataDir string
+	// TempDir, when set, is the process's temporary directory (TMPDIR, used
+	// by SQLite and Go for temporary files); Open creates it when missing.
+	// The Docker image points it into the data volume, so a read-only root
+	// file system still has one.
+	TempDir string
 	// PublicURL is the URL clients reach the portal at; it is the events'
 	// source and the base of the links the portal hands out. Empty means
 	// http://<listen address>.
@@ -139,9 +144,9 @@ const (
 
 // Defaults of the storage limits (as `portal serve` flags take them).
 const (
-	DefaultUserQuota      = "50GiB"
-	DefaultAnonymousQuota = "5GiB"
-	DefaultMinFreeSpace   = "1GiB"
+	DefaultUserQuota      = 50 << 30
+	DefaultAnonymousQuota = 5 << 30
+	DefaultMinFreeSpace   = 1 << 30
 )
 
 // Defaults of the expiry jobs (expiry.go, cleanup.go).
@@ -163,6 +168,9 @@ const (
 	// maxSecretRotationGrace bounds the grace period of a rotation.
 	maxSecretRotationGrace = 7 * 24 * time.Hour
 )
+
+// DefaultDeliverySchedule is the default wait before each webhook retry.
+var DefaultDeliverySchedule = outbox.DefaultSchedule
 
 // withDefaults fills zero fields and checks the rest.
 func (c Config) withDefaults() (Config, error) {

@@ -23,8 +23,11 @@ import (
 //go:embed templates
 var templateFS embed.FS
 
-// static holds the committed stylesheet and scripts and, after `make ui`,
-// the generated static/dist/ bundle.
+// static holds the stylesheet, the scripts and static/dist/, the upload
+// page's Uppy bundle. The bundle is generated (`make ui`) but committed, so
+// `go build` and `go install` give the complete program; CI rebuilds it from
+// webui/ui/package-lock.json and fails unless the bytes are the same
+// (`make ui-check`).
 //
 //go:embed static
 var staticFS embed.FS

@@ -2,6 +2,7 @@ package webui
 
 import (
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -132,6 +133,26 @@ func TestPagesRenderEmpty(t *testing.T) {
 		ui.render(w, httptest.NewRequest("GET", "/", nil), http.StatusOK, name, view{Title: name, User: &User{Role: RoleAdmin}})
 		if w.Code != http.StatusOK {
 			t.Errorf("page %s: %d %s", name, w.Code, w.Body)
+		}
+	}
+}
+
+// The upload page's bundle is committed and embedded, so a plain `go build`
+// or `go install` serves a working upload page (make ui-check proves the
+// committed bytes are what webui/ui's lockfile builds).
+func TestUploadBundleEmbedded(t *testing.T) {
+	static, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAssets(static)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"dist/upload.js", "dist/upload.css"} {
+		f, ok := a.files[name]
+		if !ok || len(f.data) < 10_000 {
+			t.Errorf("%s is missing from the embedded assets or too small (%d bytes): run make ui and commit webui/static/dist", name, len(f.data))
 		}
 	}
 }

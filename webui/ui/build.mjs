@@ -1,5 +1,8 @@
 // Bundles the upload page (Uppy Dashboard + Tus) into ../static/dist,
-// which the Go binary embeds. The output is generated, never committed.
+// which the Go binary embeds. The output is generated but committed, so that
+// `go install` gives the whole program; `make ui-check` proves it is exactly
+// what this script builds from package-lock.json (the build is
+// deterministic: same inputs, same bytes).
 import * as esbuild from 'esbuild'
 import { rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
