@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench
+.PHONY: all build run test test-go test-node vet fmt-check clean tools versitygw prometheus-check docker-lint ui e2e chromium bench
 
 all: build
 
@@ -39,13 +39,25 @@ run: build
 	./$(BIN) serve
 
 ## test: vet, Go tests, and the Node tests with real tus clients
-test: fmt-check vet tools ui test-go test-node
+test: fmt-check vet tools versitygw ui test-go test-node
 
 ## tools: Debian packages the tests use (promtool), installed when missing
 tools:
 	@command -v promtool >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+## versitygw: the S3 server the tests start (Versity S3 Gateway), built with
+## go install into a cache outside the repository when missing or of
+## another version (about 3 minutes once; nothing when it is there)
+VERSITYGW_VERSION := v1.8.0
+TOOLS_BIN         ?= $(HOME)/.cache/doorito/bin
+VERSITYGW         := $(TOOLS_BIN)/versitygw
+
+versitygw:
+	@$(GO) version -m $(VERSITYGW) 2>/dev/null | grep -Eq '^[[:space:]]+mod[[:space:]]+github.com/versity/versitygw[[:space:]]+$(VERSITYGW_VERSION)[[:space:]]' || { \
+	  echo "installing versitygw $(VERSITYGW_VERSION) into $(TOOLS_BIN) (go install, about 3 minutes)"; \
+	  GOBIN=$(TOOLS_BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); }
 
 ## docker-lint: lint the Dockerfile (no Docker engine needed) and check the binary is static
 docker-lint: build test/docker/node_modules
@@ -69,8 +81,8 @@ vet:
 	$(GO) vet ./...
 
 ## test-go: the Go tests; webhook signatures are also verified with npm standardwebhooks
-test-go: test/webhooks/node_modules
-	PORTAL_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 10m ./...
+test-go: test/webhooks/node_modules versitygw
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_VERSITYGW=$(VERSITYGW) $(GO) test -count=1 -timeout 10m ./...
 
 test/webhooks/node_modules: test/webhooks/package.json test/webhooks/package-lock.json
 	cd test/webhooks && $(NPM) ci --no-audit --no-fund
