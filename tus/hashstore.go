@@ -3,7 +3,6 @@ package tus
 import (
 	"context"
 	"crypto/sha256"
-	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -238,13 +237,10 @@ func (u *hashUpload) digestAt(ctx context.Context, offset int64) (hash.Hash, err
 
 // digestFrom is digestAt from a state already loaded (ok: st is usable).
 func (u *hashUpload) digestFrom(ctx context.Context, st hashState, ok bool, offset int64) (hash.Hash, error) {
-	h := sha256.New()
-	from := int64(0)
+	h, from := hash.Hash(sha256.New()), int64(0)
 	if ok {
-		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.State); err == nil {
-			from = st.Offset
-		} else {
-			h.Reset()
+		if d, good := st.digest(); good {
+			h, from = d, st.Offset
 		}
 	}
 	if from == offset {

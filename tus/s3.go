@@ -457,6 +457,8 @@ func (u *s3Upload) finish(ctx context.Context) (string, error) {
 	if h == nil {
 		h = sha256.New()
 	}
+	u.store.log.Info("s3: the digest state lags the bucket; reading the object back to hash it",
+		"upload_id", u.id, "from", from, "bytes", info.Size-from)
 	if err := u.store.hashObject(ctx, u.store.key(u.objectID), from, info.Size, h); err != nil {
 		return "", err
 	}

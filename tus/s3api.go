@@ -215,7 +215,7 @@ func (t *tracker) turn(ctx context.Context, n int32) (hash.Hash, error) {
 			if !t.hashing {
 				return nil, nil
 			}
-			h, _ := hashState{State: marshalDigest(t.digest)}.digest()
+			h, _ := hashState{Offset: t.offset, State: marshalDigest(t.digest)}.digest()
 			return h, nil
 		}
 		if err := t.wait(ctx); err != nil {

@@ -3,20 +3,30 @@ package tus
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"hash"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/doorito/portal/internal/s3test"
 )
 
 const mib = 1 << 20
+
+// quiet is the logger of test portals (tusd logs a failed finalize as an
+// error, which some tests cause on purpose).
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // s3Env is a real S3 server (versitygw on 127.0.0.1) with a bucket, and
 // the local directory the portal keeps beside it.
@@ -51,7 +61,7 @@ func (e *s3Env) s3Config(instance string) *S3Config {
 // config is a tus configuration on the env's bucket and directory.
 func (e *s3Env) config(instance string) Config {
 	return Config{
-		Dir: e.dir, BasePath: "/files/", S3: e.s3Config(instance),
+		Dir: e.dir, BasePath: "/files/", S3: e.s3Config(instance), Logger: quiet,
 		Finalize: func(c Completed) error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -222,3 +232,21 @@ func noReadBack(t *testing.T, s *Server) {
 }
 
 func fmtKeys(keys []string) string { return fmt.Sprintf("%q", keys) }
+
+func sha256New() hash.Hash { return sha256.New() }
+
+func deleteInput(bucket, key string) *s3.DeleteObjectInput {
+	return &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}
+}
+
+// writeStates writes st into both slots of a digest state file.
+func writeStates(t *testing.T, path string, st hashState) {
+	t.Helper()
+	b, err := encodeState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -21,8 +21,14 @@ type hashState struct {
 	Sum    string // lower-case hex, once complete
 }
 
-// digest returns a SHA-256 digest resumed from the state.
+// digest returns a SHA-256 digest resumed from the state, if the state is
+// one: the marshaled digest must have hashed exactly Offset bytes (its
+// last 8 bytes count them, big-endian), so a state whose offset and digest
+// disagree is never continued.
 func (st hashState) digest() (hash.Hash, bool) {
+	if len(st.State) < 8 || binary.BigEndian.Uint64(st.State[len(st.State)-8:]) != uint64(st.Offset) {
+		return nil, false
+	}
 	h := sha256.New()
 	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.State); err != nil {
 		return nil, false
