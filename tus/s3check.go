@@ -72,10 +72,13 @@ func (s *s3Store) check(ctx context.Context) error {
 		return s.misconfigured(nil, "s3: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give the host a role")
 	}
 	if _, err := s.awsCfg.Credentials.Retrieve(ctx); err != nil {
-		if unreachable(err) && ctx.Err() == nil {
-			return &StorageError{Message: "s3: the credentials provider is unreachable: " + short(err), Unreachable: true, Err: err}
+		// Also when the instance metadata service did not answer: far more
+		// often no credentials were set than a role's service is down.
+		detail := strings.TrimPrefix(err.Error(), "failed to refresh cached credentials, ")
+		if i := strings.Index(detail, ", operation error"); i > 0 {
+			detail = detail[:i]
 		}
-		return s.misconfigured(err, "s3: no AWS credentials found (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or a role): %s", short(err))
+		return s.misconfigured(err, "s3: no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or give the host a role (%s)", detail)
 	}
 	_, err := s.api.c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.cfg.Bucket)}, oneAttempt)
 	if err != nil {
