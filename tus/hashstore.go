@@ -328,10 +328,20 @@ func (u *hashUpload) ConcatUploads(ctx context.Context, partials []handler.Uploa
 }
 
 // FinishUpload completes the digest (repairing it from disk if needed),
-// records the final sum and flushes the upload's bytes to stable storage.
+// records the final sum and flushes the upload's bytes to stable storage;
+// a partial upload is only flushed.
 func (u *hashUpload) FinishUpload(ctx context.Context) error {
 	if err := u.Upload.FinishUpload(ctx); err != nil {
 		return storageError(err)
+	}
+	info, err := u.GetInfo(ctx)
+	if err != nil {
+		return err
+	}
+	if info.IsPartial {
+		// Flushed, not hashed: the final upload hashes its bytes as it
+		// copies them (hashing it here would read it all back).
+		return storageError(syncFile(u.dataPath(info)))
 	}
 	if _, err := u.finish(ctx); err != nil {
 		return storageError(err)

@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -229,5 +232,38 @@ func TestTerminateRemovesState(t *testing.T) {
 	left, _ := filepath.Glob(filepath.Join(dir, info.ID+"*"))
 	if len(left) != 0 {
 		t.Fatalf("files left after terminate: %v", left)
+	}
+}
+
+// Through tusd, a finished partial upload is flushed but not hashed (read
+// back) on its own: the final upload hashes its bytes as it copies them.
+func TestConcatOverHTTPReadsNothingBack(t *testing.T) {
+	var got []Completed
+	s, err := New(Config{Dir: t.TempDir(), BasePath: "/files/", Logger: quiet, Finalize: func(c Completed) error {
+		got = append(got, c)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := serve(t, s)
+	var urls []string
+	var all []byte
+	for _, n := range []int{300_000, 123_457} {
+		d := random(t, n)
+		resp, body := tusReq(t, http.MethodPost, p.url, map[string]string{"Upload-Length": strconv.Itoa(n), "Upload-Concat": "partial"}, nil)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("create partial: %d %s", resp.StatusCode, body)
+		}
+		u := p.abs(resp.Header.Get("Location"))
+		p.mustPatch(u, 0, d)
+		urls, all = append(urls, u), append(all, d...)
+	}
+	resp, body := tusReq(t, http.MethodPost, p.url, map[string]string{"Upload-Concat": "final;" + strings.Join(urls, " ")}, nil)
+	if resp.StatusCode != http.StatusCreated || len(got) != 1 || got[0].SHA256 != sum(all) {
+		t.Fatalf("concatenate: %d %s, finalized %+v", resp.StatusCode, body, got)
+	}
+	if n := s.BytesRehashed(); n != 0 {
+		t.Fatalf("read back %d bytes, want 0", n)
 	}
 }

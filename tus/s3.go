@@ -371,12 +371,16 @@ func (u *s3Upload) GetReader(ctx context.Context) (io.ReadCloser, error) {
 }
 
 // FinishUpload completes the multipart upload, then the digest (from the
-// saved state, or repaired by reading the object back).
+// saved state, or repaired by reading the object back); a partial upload
+// has none.
 func (u *s3Upload) FinishUpload(ctx context.Context) error {
 	if err := u.Upload.FinishUpload(u.with(ctx)); err != nil {
 		return u.store.mapErr(err)
 	}
 	u.t.setGone()
+	if info, err := u.GetInfo(ctx); err != nil || info.IsPartial {
+		return err // a partial is hashed as part of its concatenation
+	}
 	_, err := u.finish(ctx)
 	return err
 }

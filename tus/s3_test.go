@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -268,5 +270,43 @@ func TestS3Sweep(t *testing.T) {
 	c, err := p.s.Completed(ctx, BaseID(info.ID))
 	if err != nil || c.SHA256 != sum(open) || c.Key != cs[1].Key {
 		t.Fatalf("Completed: %+v %v", c, err)
+	}
+}
+
+// A concatenation on S3 is hashed by reading the final object back once
+// (counted): with partials under 5 MiB (s3store downloads and uploads
+// them) and with larger ones (copied part by part in the bucket).
+func TestS3Concat(t *testing.T) {
+	for name, sizes := range map[string][]int{"small partials": {300_000, 123_457}, "partials of 5 MiB and more": {5 * mib, 6*mib + 3}} {
+		t.Run(name, func(t *testing.T) {
+			e := newS3Env(t)
+			p := e.start(t, e.config("portal-a"))
+			var urls []string
+			var all []byte
+			for _, n := range sizes {
+				d := random(t, n)
+				resp, body := tusReq(t, http.MethodPost, p.url, map[string]string{"Upload-Length": strconv.Itoa(n), "Upload-Concat": "partial"}, nil)
+				if resp.StatusCode != http.StatusCreated {
+					t.Fatalf("create partial: %d %s", resp.StatusCode, body)
+				}
+				u := p.abs(resp.Header.Get("Location"))
+				p.mustPatch(u, 0, d)
+				urls, all = append(urls, u), append(all, d...)
+			}
+			if cs := e.completions(); len(cs) != 0 {
+				t.Fatalf("partials finalized: %+v", cs)
+			}
+			resp, body := tusReq(t, http.MethodPost, p.url, map[string]string{"Upload-Concat": "final;" + strings.Join(urls, " ")}, nil)
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("concatenate: %d %s", resp.StatusCode, body)
+			}
+			e.checkStored(t, idOf(resp.Header.Get("Location")), all)
+			if got := p.s.BytesRehashed(); got != int64(len(all)) {
+				t.Fatalf("read back %d bytes, want the final object's %d", got, len(all))
+			}
+			if mpu := e.srv.MultipartUploads(t, e.bucket, e.prefix); len(mpu) != 0 {
+				t.Fatalf("multipart uploads left: %v", mpu)
+			}
+		})
 	}
 }
