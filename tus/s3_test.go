@@ -3,9 +3,11 @@ package tus
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -309,4 +311,38 @@ func TestS3Concat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tus-js-client keeps and reuses the URL of an S3 upload, whose id holds a
+// "+": chunks, an abort, and a resume from the URL alone.
+func TestS3TusJSClient(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err == nil {
+		_, err = os.Stat(filepath.Join("..", "test", "node", "node_modules", "tus-js-client"))
+	}
+	if err != nil {
+		if os.Getenv("PORTAL_REQUIRE_TOOLS") != "" {
+			t.Fatalf("tus-js-client is not available (%v); run make test/node/node_modules", err)
+		}
+		t.Skipf("tus-js-client not available: %v (make test runs it)", err)
+	}
+	e := newS3Env(t)
+	p := e.start(t, e.config("portal-a"))
+	data := random(t, 12*mib+5)
+	file := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(file, data, 0o644)
+	out, err := exec.Command(node, filepath.Join("testdata", "tusjs-resume.cjs"), p.url, file, strconv.Itoa(6*mib)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tus-js-client: %v: %s", err, out)
+	}
+	var res struct{ URL string }
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	id := idOf(res.URL)
+	if !strings.Contains(id, "+") || !p.s.ValidID(id) {
+		t.Fatalf("upload URL %s", res.URL)
+	}
+	e.checkStored(t, id, data)
+	noReadBack(t, p.s)
 }
