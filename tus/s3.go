@@ -142,8 +142,11 @@ func (c S3Config) normalize(dir string) (S3Config, error) {
 	}
 	if c.Endpoint != "" {
 		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-			return c, fmt.Errorf("s3: endpoint %q must be an http:// or https:// URL without credentials", c.Endpoint)
+		if err != nil {
+			return c, errors.New("s3: the endpoint is not a URL") // not echoed: it may hold a secret
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return c, fmt.Errorf("s3: endpoint %q must be an http:// or https:// URL without credentials", u.Redacted())
 		}
 	}
 	switch strings.ToLower(c.SSE) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -283,5 +284,111 @@ func TestS3StartWhileUnreachable(t *testing.T) {
 	}
 	if _, ok := e.srv.Object(t, e.bucket, e.prefix+"portal-claim.json"); !ok {
 		t.Fatal("no claim")
+	}
+}
+
+// Server-side encryption is asked for on every object the portal creates:
+// the multipart upload (its parts inherit it), the .info and .part
+// objects and the claim.
+func TestS3SSE(t *testing.T) {
+	e := newS3Env(t)
+	proxy := newFaultProxy(t, e.srv.URL)
+	cfg := e.config("portal-a")
+	cfg.S3.Endpoint, cfg.S3.SSE, cfg.S3.SSEKMSKeyID = proxy.URL, "sse-kms", "portal-key"
+	p := e.start(t, cfg)
+	data := random(t, 7*mib)
+	url := p.create(int64(len(data)+10), "enc")
+	p.mustPatch(url, 0, data) // a part and a .part
+	p.mustPatch(url, int64(len(data)), []byte("0123456789"))
+	e.checkStored(t, idOf(url), append(data, "0123456789"...))
+	creates := map[string]bool{}
+	proxy.mu.Lock()
+	defer proxy.mu.Unlock()
+	for _, r := range proxy.seen {
+		create := ""
+		switch {
+		case r.Method == http.MethodPost && r.URL.Query().Has("uploads"):
+			create = "multipart upload"
+		case r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "":
+			create = "object " + r.URL.Path[strings.LastIndex(r.URL.Path, "."):]
+		}
+		if create == "" {
+			if r.Header.Get("X-Amz-Server-Side-Encryption") != "" {
+				t.Errorf("%s %s asks for encryption", r.Method, r.URL)
+			}
+			continue
+		}
+		creates[create] = true
+		if r.Header.Get("X-Amz-Server-Side-Encryption") != "aws:kms" || r.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id") != "portal-key" {
+			t.Errorf("%s %s: encryption headers %q %q", r.Method, r.URL, r.Header.Get("X-Amz-Server-Side-Encryption"), r.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"))
+		}
+	}
+	for _, want := range []string{"multipart upload", "object .info", "object .part", "object .json"} {
+		if !creates[want] {
+			t.Errorf("no %s created (saw %v)", want, creates)
+		}
+	}
+}
+
+// Configurations that cannot work are refused before any request.
+func TestS3ConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		cfg  S3Config
+		want string
+	}{
+		{S3Config{InstanceID: "a"}, "a bucket is required"},
+		{S3Config{Bucket: "b"}, "an instance id"},
+		{S3Config{Bucket: "b", InstanceID: "a", Endpoint: "ftp://x"}, "must be an http:// or https:// URL"},
+		{S3Config{Bucket: "b", InstanceID: "a", Endpoint: "https://key:secret@s3.example"}, "without credentials"},
+		{S3Config{Bucket: "b", InstanceID: "a", SSE: "rot13"}, "is not one of AES256"},
+		{S3Config{Bucket: "b", InstanceID: "a", SSE: "AES256", SSEKMSKeyID: "k"}, "needs SSE-KMS"},
+		{S3Config{Bucket: "b", InstanceID: "a", PartSize: 1 << 20}, "below the 5 MiB"},
+	} {
+		_, err := New(Config{Dir: dir, S3: &tc.cfg, Finalize: func(Completed) error { return nil }})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+	c, err := S3Config{Bucket: "b", InstanceID: "a", Prefix: "/p", SSE: "sse-s3"}.normalize(dir)
+	if err != nil || c.Prefix != "p/" || c.SSE != "AES256" || c.PartSize != 16<<20 || c.TempDir != filepath.Join(dir, "s3-parts") {
+		t.Fatalf("normalized: %+v %v", c, err)
+	}
+}
+
+func TestValidIDAndBaseID(t *testing.T) {
+	local, err := New(Config{Dir: t.TempDir(), Finalize: func(Completed) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3s, err := New(Config{Dir: t.TempDir(), S3: &S3Config{Bucket: "b", InstanceID: "a"}, Finalize: func(Completed) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex := "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		id          string
+		local, onS3 bool
+	}{
+		{hex, true, false},
+		{hex + "+b8a3fe5d-5232-43fc-b962-402606e7354a", false, true},                       // versitygw, MinIO
+		{hex + "+VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA", false, true}, // AWS
+		{hex + "+2~1ScrHx8aPhLpJ6wOZJBoqSaZ7x9nNuE", false, true},                          // Ceph RGW
+		{hex + "+", false, false},
+		{hex + "+a/b", false, false},
+		{hex + "+a+b", false, false},
+		{hex + "+" + strings.Repeat("a", 401), false, false},
+		{"../" + hex, false, false},
+		{strings.ToUpper(hex) + "+abc", false, false},
+	} {
+		if got := local.ValidID(tc.id); got != tc.local {
+			t.Errorf("local ValidID(%q) = %v", tc.id, got)
+		}
+		if got := s3s.ValidID(tc.id); got != tc.onS3 {
+			t.Errorf("s3 ValidID(%q) = %v", tc.id, got)
+		}
+	}
+	if BaseID(hex+"+abc") != hex || BaseID(hex) != hex || local.Backend() != "local" || s3s.Backend() != "s3" {
+		t.Fatal("BaseID or Backend")
 	}
 }

@@ -21,6 +21,8 @@ type faultProxy struct {
 	mu   sync.Mutex
 	sent []string // "part 2", ".part"
 	fail func(what string) bool
+	// seen has every request's method, path, query and headers.
+	seen []*http.Request
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -28,6 +30,9 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	rp := httputil.NewSingleHostReverseProxy(u) // keeps the Host header the request was signed for
 	p := &faultProxy{}
 	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.seen = append(p.seen, &http.Request{Method: r.Method, URL: r.URL, Header: r.Header.Clone()})
+		p.mu.Unlock()
 		what := ""
 		switch {
 		case r.Method == http.MethodPut && r.URL.Query().Get("partNumber") != "":
