@@ -23,6 +23,8 @@ type faultProxy struct {
 	fail func(what string) bool
 	// seen has every request's method, path, query and headers.
 	seen []*http.Request
+	// delay holds every part's request this long first.
+	delay time.Duration
 }
 
 func newFaultProxy(t *testing.T, target string) *faultProxy {
@@ -41,6 +43,7 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 			what = ".part"
 		}
 		if what != "" {
+			time.Sleep(p.delay)
 			p.mu.Lock()
 			p.sent = append(p.sent, what)
 			fail := p.fail != nil && p.fail(what)
