@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -390,5 +392,58 @@ func TestValidIDAndBaseID(t *testing.T) {
 	}
 	if BaseID(hex+"+abc") != hex || BaseID(hex) != hex || local.Backend() != "local" || s3s.Backend() != "s3" {
 		t.Fatal("BaseID or Backend")
+	}
+}
+
+// An S3 service whose certificate comes from a private CA: without the CA
+// the check says which variable to set; with SSL_CERT_FILE naming it (the
+// SDK's own transport reads the system roots, which that variable sets)
+// uploads work. Go loads the roots once per process, so that half runs in
+// a child process of the test binary.
+func TestS3CustomCA(t *testing.T) {
+	srv, caFile := s3test.StartTLS(t)
+	srv.SetEnv(t)
+	srv.CreateBucket(t, "portal-test")
+	cfg := Config{Dir: t.TempDir(), Logger: quiet, Finalize: func(Completed) error { return nil },
+		S3: &S3Config{Bucket: "portal-test", Endpoint: srv.URL, PathStyle: true, InstanceID: "portal-a"}}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Check(context.Background())
+	if !errors.Is(err, ErrStorageMisconfigured) || !strings.Contains(err.Error(), "SSL_CERT_FILE") {
+		t.Fatalf("check without the CA: %v", err)
+	}
+	t.Log(err)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestS3CustomCAChild$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+caFile, "PORTAL_TEST_S3_ENDPOINT="+srv.URL)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestS3CustomCAChild") {
+		t.Fatalf("child with SSL_CERT_FILE: %v\n%s", err, out)
+	}
+}
+
+// TestS3CustomCAChild is TestS3CustomCA's child: it runs only there.
+func TestS3CustomCAChild(t *testing.T) {
+	endpoint := os.Getenv("PORTAL_TEST_S3_ENDPOINT")
+	if endpoint == "" || os.Getenv("SSL_CERT_FILE") == "" {
+		t.Skip("run by TestS3CustomCA")
+	}
+	var got []Completed
+	s, err := New(Config{Dir: t.TempDir(), BasePath: "/files/", Logger: quiet, Finalize: func(c Completed) error { got = append(got, c); return nil },
+		S3: &S3Config{Bucket: "portal-test", Endpoint: endpoint, PathStyle: true, InstanceID: "portal-a", PartSize: 5 * mib}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := serve(t, s)
+	data := random(t, 6*mib)
+	url := p.create(int64(len(data)), "tls")
+	p.mustPatch(url, 0, data)
+	if len(got) != 1 || got[0].SHA256 != sum(data) {
+		t.Fatalf("finalized %+v", got)
 	}
 }

@@ -7,9 +7,17 @@ package s3test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -66,6 +74,9 @@ type Server struct {
 	bin  string
 	addr string
 	log  string
+	// cert and key serve TLS (StartTLS); client trusts the server's CA.
+	cert, key string
+	client    *http.Client
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -76,6 +87,73 @@ type Server struct {
 // the binary the test is skipped, unless PORTAL_REQUIRE_TOOLS is set (make
 // test sets it): then it fails.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s := newServer(tb)
+	s.URL = "http://" + s.addr
+	s.client = http.DefaultClient
+	s.Restart()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// StartTLS runs a server like Start, but on https with a certificate for
+// 127.0.0.1 from a private CA made for the test, whose certificate (PEM)
+// is at CAFile.
+func StartTLS(tb testing.TB) (s *Server, caFile string) {
+	tb.Helper()
+	s = newServer(tb)
+	dir := filepath.Dir(s.log)
+	caPEM, certPEM, keyPEM := makeCert(tb)
+	caFile, s.cert, s.key = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for f, b := range map[string][]byte{caFile: caPEM, s.cert: certPEM, s.key: keyPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	s.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	s.URL = "https://" + s.addr
+	s.Restart()
+	tb.Cleanup(s.Stop)
+	return s, caFile
+}
+
+// makeCert makes a CA and a certificate it signed for 127.0.0.1, in PEM.
+func makeCert(tb testing.TB) (caPEM, certPEM, keyPEM []byte) {
+	tb.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "portal test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+// newServer prepares a server: its binary, directory and address.
+func newServer(tb testing.TB) *Server {
 	tb.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -90,9 +168,6 @@ func Start(tb testing.TB) *Server {
 		tb.Fatal(err)
 	}
 	s.addr = freeAddr(tb)
-	s.URL = "http://" + s.addr
-	s.Restart()
-	tb.Cleanup(s.Stop)
 	return s
 }
 
@@ -120,7 +195,11 @@ func (s *Server) Restart() {
 		s.tb.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.bin, "--quiet", "--port", s.addr, "posix", s.Dir)
+	args := []string{"--quiet", "--port", s.addr}
+	if s.cert != "" {
+		args = append(args, "--cert", s.cert, "--key", s.key)
+	}
+	cmd := exec.Command(s.bin, append(args, "posix", s.Dir)...)
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey, "VGW_REGION="+Region)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -131,7 +210,7 @@ func (s *Server) Restart() {
 	s.cmd, s.done = cmd, done
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(s.URL + "/")
+		resp, err := s.client.Get(s.URL + "/")
 		if err == nil {
 			resp.Body.Close()
 			return
@@ -210,6 +289,7 @@ func (s *Server) Client() *s3.Client {
 		BaseEndpoint: aws.String(s.URL),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+		HTTPClient:   s.client,
 	})
 }
 
