@@ -346,3 +346,35 @@ func TestS3TusJSClient(t *testing.T) {
 	e.checkStored(t, id, data)
 	noReadBack(t, p.s)
 }
+
+// The IETF resumable-upload draft on S3: one request, and an upload
+// completed by a second.
+func TestS3IETFDraft(t *testing.T) {
+	e := newS3Env(t)
+	cfg := e.config("portal-a")
+	cfg.EnableIETFDraft = true
+	p := e.start(t, cfg)
+	draft := func(method, url, complete string, offset int64, body []byte) *http.Response {
+		hdr := map[string]string{"Upload-Draft-Interop-Version": "6", "Upload-Complete": complete}
+		if method == http.MethodPatch {
+			hdr["Upload-Offset"] = strconv.FormatInt(offset, 10)
+			hdr["Content-Type"] = "application/partial-upload"
+		}
+		resp, body2 := tusReq(t, method, url, hdr, bytes.NewReader(body))
+		if resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, body2)
+		}
+		return resp
+	}
+	small := random(t, 1000)
+	resp := draft(http.MethodPost, p.url, "?1", 0, small)
+	e.checkStored(t, idOf(resp.Header.Get("Location")), small)
+
+	e.finalized = nil
+	data := random(t, 6*mib+3)
+	resp = draft(http.MethodPost, p.url, "?0", 0, data[:5*mib+1])
+	url := p.abs(resp.Header.Get("Location"))
+	draft(http.MethodPatch, url, "?1", 5*mib+1, data[5*mib+1:])
+	e.checkStored(t, idOf(url), data)
+	noReadBack(t, p.s)
+}
