@@ -84,19 +84,6 @@ func TestS3EmptyUpload(t *testing.T) {
 	noReadBack(t, p.s)
 }
 
-// The digest state file is where the local backend keeps it, named by the
-// object id.
-func TestS3StateBesideUploads(t *testing.T) {
-	e := newS3Env(t)
-	p := e.start(t, e.config("portal-a"))
-	url := p.create(6*mib, "x")
-	p.mustPatch(url, 0, random(t, 5*mib))
-	if _, err := os.Stat(filepath.Join(e.dir, BaseID(idOf(url))+".sha256")); err != nil {
-		t.Fatal(err)
-	}
-	_ = context.Background()
-}
-
 // keysOf lists an upload's objects (data, .info, .part) in the bucket.
 func (e *s3Env) keysOf(t *testing.T, id string) []string {
 	return e.srv.Keys(t, e.bucket, e.prefix+BaseID(id))

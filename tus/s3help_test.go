@@ -3,8 +3,10 @@ package tus
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"hash"
 	"io"
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/doorito/portal/internal/s3test"
+	"github.com/tus/tusd/v2/pkg/handler"
 )
 
 const mib = 1 << 20
@@ -39,13 +42,14 @@ type s3Env struct {
 	mu        sync.Mutex
 	finalized []Completed
 	finalize  func(Completed) error // nil: record and succeed
+	chosen    map[string]bool       // ids the pre-create hook chose
 }
 
 func newS3Env(t *testing.T) *s3Env {
 	t.Helper()
 	srv := s3test.Start(t)
 	srv.SetEnv(t)
-	e := &s3Env{srv: srv, bucket: "portal-test", prefix: "uploads/", dir: t.TempDir()}
+	e := &s3Env{srv: srv, bucket: "portal-test", prefix: "uploads/", dir: t.TempDir(), chosen: map[string]bool{}}
 	srv.CreateBucket(t, e.bucket)
 	return e
 }
@@ -62,6 +66,16 @@ func (e *s3Env) s3Config(instance string) *S3Config {
 func (e *s3Env) config(instance string) Config {
 	return Config{
 		Dir: e.dir, BasePath: "/files/", S3: e.s3Config(instance), Logger: quiet,
+		// The id is the portal's choice, as app's pre-create hook makes it.
+		PreCreate: func(handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
+			b := make([]byte, 16)
+			rand.Read(b)
+			id := hex.EncodeToString(b)
+			e.mu.Lock()
+			e.chosen[id] = true
+			e.mu.Unlock()
+			return handler.HTTPResponse{}, handler.FileInfoChanges{ID: id}, nil
+		},
 		Finalize: func(c Completed) error {
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -210,6 +224,10 @@ func (e *s3Env) checkStored(t *testing.T, id string, data []byte) Completed {
 		t.Fatalf("finalized %d times, want once: %+v", len(cs), cs)
 	}
 	c := cs[0]
+	if e.mu.Lock(); !e.chosen[BaseID(id)] {
+		t.Errorf("upload %s: its object id is not the one the pre-create hook chose", id)
+	}
+	e.mu.Unlock()
 	wantKey := e.prefix + BaseID(id)
 	if c.UploadID != id || c.SHA256 != sum(data) || c.Size != int64(len(data)) ||
 		c.Backend != "s3" || c.Bucket != e.bucket || c.Key != wantKey {
