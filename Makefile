@@ -80,8 +80,9 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## test-go: the Go tests; webhook signatures are also verified with npm
-## standardwebhooks, S3 upload URLs with tus-js-client, against a versitygw
+## test-go: the Go tests (the S3 ones start versitygw themselves); webhook
+## signatures are also verified with npm standardwebhooks, S3 upload URLs
+## with tus-js-client
 test-go: test/webhooks/node_modules test/node/node_modules versitygw
 	PORTAL_REQUIRE_TOOLS=1 PORTAL_VERSITYGW=$(VERSITYGW) $(GO) test -count=1 -timeout 10m ./...
 
