@@ -268,3 +268,26 @@ func writeStates(t *testing.T, path string, st hashState) {
 		t.Fatal(err)
 	}
 }
+
+// concat uploads partial uploads of these sizes and concatenates them. It
+// returns the final upload's id and the bytes it should hold.
+func (p *portal) concat(sizes []int) (string, []byte) {
+	p.t.Helper()
+	var urls []string
+	var all []byte
+	for _, n := range sizes {
+		d := random(p.t, n)
+		resp, body := tusReq(p.t, http.MethodPost, p.url, map[string]string{"Upload-Length": strconv.Itoa(n), "Upload-Concat": "partial"}, nil)
+		if resp.StatusCode != http.StatusCreated {
+			p.t.Fatalf("create partial: %d %s", resp.StatusCode, body)
+		}
+		u := p.abs(resp.Header.Get("Location"))
+		p.mustPatch(u, 0, d)
+		urls, all = append(urls, u), append(all, d...)
+	}
+	resp, body := tusReq(p.t, http.MethodPost, p.url, map[string]string{"Upload-Concat": "final;" + strings.Join(urls, " ")}, nil)
+	if resp.StatusCode != http.StatusCreated {
+		p.t.Fatalf("concatenate: %d %s", resp.StatusCode, body)
+	}
+	return idOf(resp.Header.Get("Location")), all
+}
