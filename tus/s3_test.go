@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 )
@@ -344,6 +347,37 @@ func TestS3IETFDraft(t *testing.T) {
 	resp = draft(http.MethodPost, p.url, "?0", 0, data[:5*mib+1])
 	url := p.abs(resp.Header.Get("Location"))
 	draft(http.MethodPatch, url, "?1", 5*mib+1, data[5*mib+1:])
+	e.checkStored(t, idOf(url), data)
+	noReadBack(t, p.s)
+}
+
+// A client whose connection drops in the middle of a PATCH: what arrived
+// is kept (whole parts, and the tail parked in a .part object), the
+// offset says so, and the resumed upload gets the right sum with nothing
+// read back to hash.
+func TestS3ClientDrops(t *testing.T) {
+	e := newS3Env(t)
+	p := e.start(t, e.config("portal-a"))
+	data := random(t, 20*mib)
+	url := p.create(int64(len(data)), "drop.bin")
+	const sent = 7*mib + 12345
+	conn, err := net.Dial("tcp", p.ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "PATCH /files/%s HTTP/1.1\r\nHost: %s\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n"+
+		"Content-Type: application/offset+octet-stream\r\nContent-Length: %d\r\n\r\n", idOf(url), p.ts.Listener.Addr(), len(data))
+	conn.Write(data[:sent])
+	time.Sleep(200 * time.Millisecond)
+	conn.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.offset(url) != sent {
+		if time.Now().After(deadline) {
+			t.Fatalf("offset %d after the client dropped, want the %d bytes sent", p.offset(url), sent)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.mustPatch(url, sent, data[sent:])
 	e.checkStored(t, idOf(url), data)
 	noReadBack(t, p.s)
 }
