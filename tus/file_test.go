@@ -57,7 +57,7 @@ func TestS3DownloadRanges(t *testing.T) {
 	url := p.create(int64(len(data)), "dl.bin")
 	p.mustPatch(url, 0, data)
 	c := e.checkStored(t, idOf(url), data)
-	loc := Location{Backend: c.Backend, Bucket: c.Bucket, Key: c.Key}
+	loc := c.Location()
 	ts := serveFile(t, p.s, loc)
 
 	if st, body, h := get(t, ts.URL, ""); st != 200 || !bytes.Equal(body, data) || h.Get("Accept-Ranges") != "bytes" {
@@ -152,7 +152,7 @@ func TestS3DownloadOutage(t *testing.T) {
 	p.mustPatch(url, 0, []byte("0123456789"))
 	c := e.completions()[0]
 	e.srv.Stop()
-	_, err := p.s.OpenFile(context.Background(), Location{Backend: c.Backend, Bucket: c.Bucket, Key: c.Key})
+	_, err := p.s.OpenFile(context.Background(), c.Location())
 	if !errors.Is(err, ErrStorageUnreachable) {
 		t.Fatalf("OpenFile while the bucket is down: %v", err)
 	}

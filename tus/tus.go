@@ -44,6 +44,12 @@ type Completed struct {
 	Context context.Context
 }
 
+// Location is where the upload's bytes are (Backend, Bucket, Key): what
+// the file's record keeps, for OpenFile and RemoveFile.
+func (c Completed) Location() Location {
+	return Location{Backend: c.Backend, Bucket: c.Bucket, Key: c.Key}
+}
+
 // Config configures the embedded tus server.
 type Config struct {
 	// Dir holds the uploads (data, .info and .sha256 files); with S3, the
