@@ -34,7 +34,9 @@ func TestS3ResumableAcrossRestart(t *testing.T) {
 		off += n
 		if i == 1 {
 			// A new Server on the same directory and bucket: the portal restarted.
+			p.ts.Close()
 			p = e.start(t, e.config("portal-a"))
+			url = p.url + idOf(url)
 		}
 		if got := p.offset(url); got != int64(off) {
 			t.Fatalf("HEAD after %d bytes: offset %d", off, got)
