@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-crash test-node vet fmt-check clean tools prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
+.PHONY: all build run test test-go test-crash test-node vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
 
 all: build
 
@@ -55,13 +55,25 @@ run: build
 ## test: vet, Go tests (with the OpenAPI contract test), the crash suite,
 ## the Node tests with real tus clients, the OpenAPI lint and the generated
 ## API client
-test: fmt-check vet tools ui test-go test-crash test-node openapi-lint openapi-client
+test: fmt-check vet tools versitygw ui test-go test-crash test-node openapi-lint openapi-client
 
 ## tools: Debian packages the tests use (promtool), installed when missing
 tools:
 	@command -v promtool >/dev/null || { \
 	  echo "installing Debian's prometheus package (promtool)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+## versitygw: the S3 server the tests start (Versity S3 Gateway), built with
+## go install into a cache outside the repository when missing or of
+## another version (about 3 minutes once; nothing when it is there)
+VERSITYGW_VERSION := v1.8.0
+TOOLS_BIN         ?= $(HOME)/.cache/doorito/bin
+VERSITYGW         := $(TOOLS_BIN)/versitygw
+
+versitygw:
+	@$(GO) version -m $(VERSITYGW) 2>/dev/null | grep -Eq '^[[:space:]]+mod[[:space:]]+github.com/versity/versitygw[[:space:]]+$(VERSITYGW_VERSION)[[:space:]]' || { \
+	  echo "installing versitygw $(VERSITYGW_VERSION) into $(TOOLS_BIN) (go install, about 3 minutes)"; \
+	  GOBIN=$(TOOLS_BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION); }
 
 ## docker-lint: lint the Dockerfile (no Docker engine needed) and check the binary is static
 docker-lint: build testdata/docker/node_modules
@@ -136,12 +148,15 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## test-go: the Go tests (but the crash suite); webhook signatures are also
-## verified with npm standardwebhooks, and every API exchange of package
-## app's tests against the OpenAPI document (the count is printed at the end)
-test-go: build testdata/webhooks/node_modules
+## test-go: the Go tests (but the crash suite; the S3 ones start versitygw
+## themselves); webhook signatures are also verified with npm
+## standardwebhooks, S3 upload URLs with tus-js-client, and every API exchange
+## of package app's tests against the OpenAPI document (the count is printed
+## at the end)
+test-go: build testdata/webhooks/node_modules testdata/node/node_modules versitygw
 	@mkdir -p build && rm -f build/openapi-contract.txt
-	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) PORTAL_CONTRACT_REPORT=$(CURDIR)/build/openapi-contract.txt \
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) PORTAL_VERSITYGW=$(VERSITYGW) \
+		PORTAL_CONTRACT_REPORT=$(CURDIR)/build/openapi-contract.txt \
 		$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v /cmd/portalcrash)
 	@cat build/openapi-contract.txt
 

@@ -3,14 +3,11 @@ package tus
 import (
 	"context"
 	"crypto/sha256"
-	"encoding"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"os"
@@ -23,15 +20,6 @@ import (
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
 )
-
-// hashState is what is saved beside an upload after every write: the
-// SHA-256 digest state of the first Offset bytes, and once the upload is
-// complete, the final hex digest.
-type hashState struct {
-	Offset int64
-	State  []byte // the digest's MarshalBinary
-	Sum    string // lower-case hex, once complete
-}
 
 // HashStore wraps tusd's filestore and computes the SHA-256 of every upload
 // while its bytes arrive. The digest state is persisted in a sidecar file
@@ -104,8 +92,8 @@ type hashUpload struct {
 	store *HashStore
 	id    string
 
-	// slot is the state slot this handle last read or wrote (-1: none).
-	slot int
+	// state is the upload's digest state file.
+	state stateFile
 	// written counts the bytes this handle wrote itself, past the offset
 	// the filestore read when the handle was opened.
 	written int64
@@ -155,7 +143,7 @@ func (s *HashStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 	if err != nil {
 		return nil, err
 	}
-	u := &hashUpload{Upload: up, store: s, id: info.ID, slot: -1}
+	u := &hashUpload{Upload: up, store: s, id: info.ID, state: newStateFile(s.statePath(info.ID))}
 	if !info.IsPartial {
 		if err := u.saveState(hashState{Offset: 0, State: marshalDigest(sha256.New())}); err != nil {
 			return nil, storageError(err)
@@ -170,7 +158,7 @@ func (s *HashStore) GetUpload(ctx context.Context, id string) (handler.Upload, e
 	if err == nil {
 		info, ierr := up.GetInfo(ctx)
 		if ierr != nil || info.Storage[filestore.StorageKeyPath] == s.binPath(id) {
-			return &hashUpload{Upload: up, store: s, id: id, slot: -1}, ierr
+			return &hashUpload{Upload: up, store: s, id: id, state: newStateFile(s.statePath(id))}, ierr
 		}
 	}
 	// The .info names its data file somewhere else (or nowhere that
@@ -185,7 +173,7 @@ func (s *HashStore) GetUpload(ctx context.Context, id string) (handler.Upload, e
 	if up, err = s.inner.GetUpload(ctx, id); err != nil {
 		return nil, err
 	}
-	return &hashUpload{Upload: up, store: s, id: id, slot: -1}, nil
+	return &hashUpload{Upload: up, store: s, id: id, state: newStateFile(s.statePath(id))}, nil
 }
 
 // binPath is where an upload's data lives: <dir>/<id>.
@@ -295,121 +283,12 @@ func (s *HashStore) statePath(id string) string {
 	return filepath.Join(s.dir, id+".sha256")
 }
 
-func marshalDigest(h hash.Hash) []byte {
-	b, err := h.(encoding.BinaryMarshaler).MarshalBinary()
-	if err != nil {
-		// sha256's digest always marshals; anything else is a programming error.
-		panic(err)
-	}
-	return b
-}
-
-// The digest state lives in <id>.sha256 in two fixed-size slots, written
-// alternately in place: a save never overwrites the slot holding the state
-// it continues from, and every slot carries a CRC, so a torn or lost write
-// leaves the previous state usable. (Writing in place is much cheaper than
-// a temporary file and a rename, which on ext4 starts writeback of the new
-// file and waits on the journal: per PATCH that cost more than the hashing.)
-//
-// Slot layout: magic "tsh1", offset (int64), complete flag (1 byte), the
-// SHA-256 sum (32 bytes), state length (uint16), the marshaled digest, and
-// a CRC-32C of everything before it in the last 4 bytes.
-const (
-	stateSlotSize = 256
-	stateMagic    = "tsh1"
-	stateHeader   = 4 + 8 + 1 + sha256.Size + 2
-)
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func encodeState(st hashState) ([]byte, error) {
-	b := make([]byte, stateSlotSize)
-	if len(st.State) > stateSlotSize-4-stateHeader || st.Offset < 0 {
-		return nil, errors.New("digest state does not fit its slot")
-	}
-	copy(b, stateMagic)
-	binary.LittleEndian.PutUint64(b[4:], uint64(st.Offset))
-	if st.Sum != "" {
-		raw, err := hex.DecodeString(st.Sum)
-		if err != nil || len(raw) != sha256.Size {
-			return nil, fmt.Errorf("bad sum %q", st.Sum)
-		}
-		b[12] = 1
-		copy(b[13:], raw)
-	}
-	binary.LittleEndian.PutUint16(b[stateHeader-2:], uint16(len(st.State)))
-	copy(b[stateHeader:], st.State)
-	binary.LittleEndian.PutUint32(b[stateSlotSize-4:], crc32.Checksum(b[:stateSlotSize-4], castagnoli))
-	return b, nil
-}
-
-func decodeState(b []byte) (hashState, bool) {
-	if len(b) != stateSlotSize || string(b[:4]) != stateMagic ||
-		binary.LittleEndian.Uint32(b[stateSlotSize-4:]) != crc32.Checksum(b[:stateSlotSize-4], castagnoli) {
-		return hashState{}, false
-	}
-	n := int(binary.LittleEndian.Uint16(b[stateHeader-2:]))
-	st := hashState{Offset: int64(binary.LittleEndian.Uint64(b[4:]))}
-	if st.Offset < 0 || n > stateSlotSize-4-stateHeader {
-		return hashState{}, false
-	}
-	st.State = append([]byte(nil), b[stateHeader:stateHeader+n]...)
-	if b[12] == 1 {
-		st.Sum = hex.EncodeToString(b[13 : 13+sha256.Size])
-	}
-	return st, true
-}
-
 // loadState returns the saved state with the highest offset not beyond
-// limit (preferring a finished one), and remembers its slot so the next
-// save goes to the other.
-func (u *hashUpload) loadState(limit int64) (hashState, bool) {
-	u.slot = -1
-	b, err := os.ReadFile(u.store.statePath(u.id))
-	if err != nil {
-		return hashState{}, false
-	}
-	var best hashState
-	for i := range 2 {
-		if len(b) < (i+1)*stateSlotSize {
-			break
-		}
-		st, ok := decodeState(b[i*stateSlotSize : (i+1)*stateSlotSize])
-		if !ok || st.Offset > limit {
-			continue
-		}
-		if u.slot < 0 || st.Offset > best.Offset || (st.Offset == best.Offset && st.Sum != "" && best.Sum == "") {
-			best, u.slot = st, i
-		}
-	}
-	return best, u.slot >= 0
-}
+// limit (see stateFile.load).
+func (u *hashUpload) loadState(limit int64) (hashState, bool) { return u.state.load(limit) }
 
-// saveState writes the state into the slot the last loaded or saved state
-// is not in.
-func (u *hashUpload) saveState(st hashState) error {
-	b, err := encodeState(st)
-	if err != nil {
-		return fmt.Errorf("save digest state: %w", err)
-	}
-	slot := 0
-	if u.slot == 0 {
-		slot = 1
-	}
-	f, err := os.OpenFile(u.store.statePath(u.id), os.O_WRONLY|os.O_CREATE, 0o644)
-	if err != nil {
-		return fmt.Errorf("save digest state: %w", err)
-	}
-	_, err = f.WriteAt(b, int64(slot)*stateSlotSize)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("save digest state: %w", err)
-	}
-	u.slot = slot
-	return nil
-}
+// saveState saves st into the slot the last loaded or saved state is not in.
+func (u *hashUpload) saveState(st hashState) error { return u.state.save(st) }
 
 // digestAt returns a digest covering exactly the first offset bytes of the
 // upload: from the saved state when it matches, otherwise repaired by
@@ -421,13 +300,10 @@ func (u *hashUpload) digestAt(ctx context.Context, offset int64) (hash.Hash, err
 
 // digestFrom is digestAt from a state already loaded (ok: st is usable).
 func (u *hashUpload) digestFrom(ctx context.Context, st hashState, ok bool, offset int64) (hash.Hash, error) {
-	h := sha256.New()
-	from := int64(0)
+	h, from := hash.Hash(sha256.New()), int64(0)
 	if ok {
-		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.State); err == nil {
-			from = st.Offset
-		} else {
-			h.Reset()
+		if d, good := st.digest(); good {
+			h, from = d, st.Offset
 		}
 	}
 	if from == offset {
@@ -515,14 +391,24 @@ func (u *hashUpload) ConcatUploads(ctx context.Context, partials []handler.Uploa
 }
 
 // FinishUpload completes the digest (repairing it from disk if needed),
-// records the final sum and flushes the upload's bytes to stable storage.
+// records the final sum and flushes the upload's bytes to stable storage;
+// a partial upload is only flushed.
 func (u *hashUpload) FinishUpload(ctx context.Context) error {
 	err := u.Upload.FinishUpload(ctx)
+	var info handler.FileInfo
+	if err == nil {
+		info, err = u.GetInfo(ctx)
+	}
+	if err == nil && info.IsPartial {
+		// Flushed, not hashed: the final upload hashes its bytes as it
+		// copies them (hashing it here would read it all back).
+		return storageError(syncFile(u.dataPath(info)))
+	}
 	if err == nil {
 		_, err = u.finish(ctx)
 	}
 	if err != nil {
-		if info, ierr := u.GetInfo(ctx); ierr == nil && !info.IsPartial && u.store.finishFailed != nil {
+		if !info.IsPartial && u.store.finishFailed != nil {
 			u.store.finishFailed(u.id)
 		}
 		return storageError(err)

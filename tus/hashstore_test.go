@@ -272,3 +272,24 @@ func TestStoreOnCopiedDirWritesToTheCopy(t *testing.T) {
 		t.Errorf("the original's data file changed: %d bytes, want 1000", len(b))
 	}
 }
+
+// Through tusd, a finished partial upload is flushed but not hashed (read
+// back) on its own: the final upload hashes its bytes as it copies them.
+func TestConcatOverHTTPReadsNothingBack(t *testing.T) {
+	var got []Completed
+	s, err := New(Config{Dir: t.TempDir(), BasePath: "/files/", Logger: quiet, Finalize: func(c Completed) error {
+		got = append(got, c)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := serve(t, s)
+	_, all := p.concat([]int{300_000, 123_457})
+	if len(got) != 1 || got[0].SHA256 != sum(all) {
+		t.Fatalf("finalized %+v, want one with sha256 %s", got, sum(all))
+	}
+	if n := s.BytesRehashed(); n != 0 {
+		t.Fatalf("read back %d bytes, want 0", n)
+	}
+}

@@ -56,12 +56,12 @@ func (p *pendingSet) has(id string) bool {
 // except that opening an upload whose finalize failed finalizes it first.
 // tusd opens an upload under its lock for HEAD, PATCH, GET and DELETE.
 type finalizingCore struct {
-	*HashStore
+	store
 	s *Server
 }
 
 func (c finalizingCore) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
-	up, err := c.HashStore.GetUpload(ctx, id)
+	up, err := c.store.GetUpload(ctx, id)
 	if err != nil {
 		if errors.Is(err, handler.ErrNotFound) {
 			c.s.pending.remove(id)
@@ -69,7 +69,7 @@ func (c finalizingCore) GetUpload(ctx context.Context, id string) (handler.Uploa
 		return nil, err
 	}
 	if c.s.pending.has(id) {
-		if err := c.s.finalizeLocked(ctx, id, nil); err != nil {
+		if err := c.s.finalizeLocked(ctx, id, nil, nil); err != nil {
 			return nil, c.s.retryable(id, err)
 		}
 	}
@@ -77,11 +77,21 @@ func (c finalizingCore) GetUpload(ctx context.Context, id string) (handler.Uploa
 }
 
 // finalizeLocked finalizes a complete upload whose lock the caller holds
-// (req is the request that completed it, if any). It returns the
-// finalizer's error, keeping the upload pending until a later call
-// succeeds.
-func (s *Server) finalizeLocked(ctx context.Context, id string, req *handler.HTTPRequest) error {
-	c, err := s.complete(ctx, id)
+// (info is what tusd knows of it and req the request that completed it,
+// if any). It returns the finalizer's error, keeping the upload pending
+// until a later call succeeds.
+func (s *Server) finalizeLocked(ctx context.Context, id string, info *handler.FileInfo, req *handler.HTTPRequest) error {
+	// FinishUpload (or, for a concatenation, ConcatUploads) has saved the
+	// sum; without it the upload is finished here.
+	var c Completed
+	var err error
+	ok := false
+	if info != nil {
+		c, ok = s.savedCompletion(ctx, *info)
+	}
+	if !ok {
+		c, err = s.complete(ctx, id)
+	}
 	if err == nil {
 		c.Request = req
 		err = s.cfg.Finalize(c)

@@ -1,6 +1,7 @@
-// Package tus embeds the tusd v2 resumable-upload server: a filestore with
-// inline SHA-256 hashing, file locking, and a finalize hook that runs before
-// the client's last request is answered.
+// Package tus embeds the tusd v2 resumable-upload server: a filestore (or
+// an S3 bucket, through tusd's s3store) with inline SHA-256 hashing,
+// in-process upload locks, and a finalize hook that runs before the
+// client's last request is answered.
 package tus
 
 import (
@@ -22,12 +23,20 @@ import (
 	"github.com/tus/tusd/v2/pkg/memorylocker"
 )
 
-// Completed describes an upload whose bytes are all on disk and hashed.
+// Completed describes an upload whose bytes are all stored and hashed.
 type Completed struct {
+	// UploadID is the tus upload id; BaseID(UploadID) is the id the
+	// pre-create hook chose (on S3 the upload id adds the service's
+	// multipart upload id).
 	UploadID string
 	Size     int64
 	SHA256   string // lower-case hex
-	Key      string // path of the data file relative to the upload dir
+	// Backend, Bucket and Key say where the bytes are: "local", "", the
+	// path of the data file relative to the upload dir; or "s3", the
+	// bucket, the data object's key (what a runner would GetObject).
+	Backend  string
+	Bucket   string
+	Key      string
 	MetaData map[string]string
 	// Request is the HTTP request that completed the upload; nil when the
 	// upload is finalized by a sweep.
@@ -35,13 +44,22 @@ type Completed struct {
 	Context context.Context
 }
 
+// Location is where the upload's bytes are (Backend, Bucket, Key): what
+// the file's record keeps, for OpenFile and RemoveFile.
+func (c Completed) Location() Location {
+	return Location{Backend: c.Backend, Bucket: c.Bucket, Key: c.Key}
+}
+
 // Config configures the embedded tus server.
 type Config struct {
-	// Dir holds the uploads (data, .info and .sha256 files). The caller
+	// Dir holds the uploads (data, .info and .sha256 files); with S3, the
+	// digest states (.sha256) and the parts in transit. The caller
 	// guarantees that no other process serves it (the portal holds a
 	// kernel lock on its data directory): upload locks live in this
 	// process and die with it.
 	Dir string
+	// S3, when set, stores the uploads in an S3 bucket instead of Dir.
+	S3 *S3Config
 	// BasePath is the path the handler is mounted at ("/files/"), or an
 	// absolute URL ("https://portal.example/files/") when the portal runs
 	// behind a proxy with a known public URL.
@@ -69,14 +87,31 @@ type Config struct {
 // Server is the tus endpoint.
 type Server struct {
 	cfg     Config
-	store   *HashStore
+	store   store
+	local   *HashStore // the local backend, or nil
+	s3      *s3Store   // the S3 backend, or nil
 	locker  *memorylocker.MemoryLocker
 	handler *handler.Handler
 	// pending holds complete uploads whose finalize failed (pending.go).
 	pending pendingSet
 }
 
-// New creates the upload directory and the tusd handler.
+// store is what the server needs of a backend.
+type store interface {
+	handler.DataStore
+	handler.TerminaterDataStore
+	UseIn(*handler.StoreComposer)
+}
+
+// hashedUpload is an upload of either backend: finish completes it (on S3,
+// the multipart upload too, if still open) and returns its hex SHA-256.
+type hashedUpload interface {
+	handler.Upload
+	finish(ctx context.Context) (string, error)
+}
+
+// New creates the upload directory and the tusd handler. It makes no
+// request to a bucket: Check does.
 func New(cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("tus: upload dir is required")
@@ -90,11 +125,23 @@ func New(cfg Config) (*Server, error) {
 	if err := removeStaleLocks(cfg.Dir); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: NewHashStore(cfg.Dir), locker: memorylocker.New()}
+	s := &Server{cfg: cfg, locker: memorylocker.New()}
+	if cfg.S3 != nil {
+		st, err := newS3Store(*cfg.S3, cfg.Dir, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		s.s3, s.store = st, st
+	} else {
+		s.local = NewHashStore(cfg.Dir)
+		s.store = s.local
+	}
 	composer := handler.NewStoreComposer()
 	s.store.UseIn(composer)
-	composer.UseCore(finalizingCore{HashStore: s.store, s: s})
-	s.store.finishFailed = s.pending.add
+	composer.UseCore(finalizingCore{store: s.store, s: s})
+	if s.local != nil {
+		s.local.finishFailed = s.pending.add
+	}
 	s.locker.UseIn(composer)
 
 	cors, err := corsConfig(cfg.CORSOrigins)
@@ -138,14 +185,38 @@ func removeStaleLocks(dir string) error {
 	return nil
 }
 
-// uploadIDPattern is the form of the ids this store issues: 32 lower-case
-// hex digits (the portal's pre-create hook and tusd's default alike).
+// uploadIDPattern is the form of the ids the local store issues: 32
+// lower-case hex digits (the portal's pre-create hook and tusd's default
+// alike). The S3 store's add "+" and the service's multipart upload id.
 var uploadIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-// ValidID reports whether id has the form of an upload id this store
-// issues. Anything else (NUL, slashes, dot-dot, overlong) names no upload
-// and must be answered 404 before the store or the file system sees it.
-func (s *Server) ValidID(id string) bool { return uploadIDPattern.MatchString(id) }
+// ValidID reports whether id has the form of an upload id the configured
+// store issues. Anything else (NUL, slashes, dot-dot, overlong) names no
+// upload and must be answered 404 before the store or the file system
+// sees it.
+func (s *Server) ValidID(id string) bool {
+	if s.s3 != nil {
+		return s3UploadIDPattern.MatchString(id)
+	}
+	return uploadIDPattern.MatchString(id)
+}
+
+// BaseID returns the part of an upload id that the pre-create hook chose
+// (FileInfoChanges.ID): the id itself on local storage, the object id
+// before the "+" on S3. Every Server method that takes an upload id also
+// takes its base id.
+func BaseID(id string) string {
+	base, _ := splitID(id)
+	return base
+}
+
+// Backend names the configured backend: "local" or "s3".
+func (s *Server) Backend() string {
+	if s.s3 != nil {
+		return backendS3
+	}
+	return backendLocal
+}
 
 // corsConfig builds tusd's CORS settings from a list of allowed origins.
 func corsConfig(origins []string) (*handler.CorsConfig, error) {
@@ -215,8 +286,19 @@ func (p *plainErrors) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 // Metrics returns tusd's counters (for its Prometheus collector).
 func (s *Server) Metrics() handler.Metrics { return s.handler.Metrics }
 
-// Store returns the hashing store (for tests and metrics).
-func (s *Server) Store() *HashStore { return s.store }
+// Store returns the local hashing store (for tests and the benchmarks), or
+// nil on S3.
+func (s *Server) Store() *HashStore { return s.local }
+
+// BytesRehashed reports how many stored bytes were read back to repair or
+// compute a digest (on S3: to repair a digest state that lagged the
+// bucket, or to hash a concatenation). On the normal path it is 0.
+func (s *Server) BytesRehashed() int64 {
+	if s.s3 != nil {
+		return s.s3.bytesRehashed.Load()
+	}
+	return s.local.BytesRehashed()
+}
 
 // Dir returns the upload directory.
 func (s *Server) Dir() string { return s.cfg.Dir }
@@ -226,10 +308,32 @@ func (s *Server) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
 		return handler.HTTPResponse{}, nil
 	}
 	req := ev.HTTPRequest
-	if err := s.finalizeLocked(ev.Context, ev.Upload.ID, &req); err != nil {
+	if err := s.finalizeLocked(ev.Context, ev.Upload.ID, &ev.Upload, &req); err != nil {
 		return handler.HTTPResponse{}, s.retryable(ev.Upload.ID, err)
 	}
 	return handler.HTTPResponse{}, nil
+}
+
+// statePath is the digest state file of an upload.
+func (s *Server) statePath(id string) string {
+	if s.s3 != nil {
+		return s.s3.statePath(BaseID(id))
+	}
+	return s.local.statePath(id)
+}
+
+// savedCompletion describes a complete upload from its info and the sum
+// saved when it was finished, asking the store nothing.
+func (s *Server) savedCompletion(ctx context.Context, info handler.FileInfo) (Completed, bool) {
+	if info.SizeIsDeferred || info.Offset != info.Size {
+		return Completed{}, false
+	}
+	f := newStateFile(s.statePath(info.ID))
+	st, ok := f.load(info.Size)
+	if !ok || st.Offset != info.Size || st.Sum == "" {
+		return Completed{}, false
+	}
+	return s.completed(ctx, info, st.Sum), true
 }
 
 // complete returns the finished upload's description; the caller holds the
@@ -246,27 +350,55 @@ func (s *Server) complete(ctx context.Context, id string) (Completed, error) {
 	if info.SizeIsDeferred || info.Offset != info.Size {
 		return Completed{}, fmt.Errorf("upload %s is not complete (%d of %d bytes)", id, info.Offset, info.Size)
 	}
-	sum, err := up.(*hashUpload).finish(ctx)
+	sum, err := up.(hashedUpload).finish(ctx)
 	if err != nil {
 		return Completed{}, fmt.Errorf("finish digest of %s: %w", id, err)
 	}
-	key, err := filepath.Rel(s.cfg.Dir, info.Storage[filestore.StorageKeyPath])
-	if err != nil || strings.HasPrefix(key, "..") {
-		key = id
-	}
-	return Completed{
-		UploadID: id,
-		Size:     info.Size,
-		SHA256:   sum,
-		Key:      filepath.ToSlash(key),
-		MetaData: info.MetaData,
-		Context:  ctx,
-	}, nil
+	return s.completed(ctx, info, sum), nil
 }
 
-// Completed describes a complete upload (computing its digest if needed),
-// holding the upload's lock meanwhile.
+func (s *Server) completed(ctx context.Context, info handler.FileInfo, sum string) Completed {
+	loc := s.location(info)
+	return Completed{
+		UploadID: info.ID,
+		Size:     info.Size,
+		SHA256:   sum,
+		Backend:  loc.Backend,
+		Bucket:   loc.Bucket,
+		Key:      loc.Key,
+		MetaData: info.MetaData,
+		Context:  ctx,
+	}
+}
+
+// location is where a complete upload's bytes are.
+func (s *Server) location(info handler.FileInfo) Location {
+	if s.s3 != nil {
+		return s.s3.location(info)
+	}
+	key, err := filepath.Rel(s.cfg.Dir, info.Storage[filestore.StorageKeyPath])
+	if err != nil || strings.HasPrefix(key, "..") {
+		key = info.ID
+	}
+	return Location{Backend: backendLocal, Key: filepath.ToSlash(key)}
+}
+
+// resolve returns the upload id of the upload named by id or its base id.
+func (s *Server) resolve(ctx context.Context, id string) (string, error) {
+	if s.s3 != nil {
+		return s.s3.resolve(ctx, id)
+	}
+	return id, nil
+}
+
+// Completed describes a complete upload (computing its digest if needed,
+// and on S3 completing its multipart upload if still open), holding the
+// upload's lock meanwhile.
 func (s *Server) Completed(ctx context.Context, id string) (Completed, error) {
+	id, err := s.resolve(ctx, id)
+	if err != nil {
+		return Completed{}, err
+	}
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l, err := s.lock(lctx, id)
@@ -279,6 +411,7 @@ func (s *Server) Completed(ctx context.Context, id string) (Completed, error) {
 
 // Upload is what the store knows of one upload.
 type Upload struct {
+	// ID is the tus upload id (BaseID gives the one the pre-create hook chose).
 	ID         string
 	Size       int64
 	Offset     int64
@@ -292,9 +425,16 @@ type Upload struct {
 // Complete reports whether all the upload's bytes have arrived.
 func (u Upload) Complete() bool { return !u.Deferred && u.Offset == u.Size }
 
-// UploadIDs lists the ids of the uploads in the store (from the names of
-// their .info files), reading none of them.
+// errNotListed answers UploadIDs on S3: the bucket is never listed.
+var errNotListed = errors.New("tus: the S3 backend does not list its uploads; name them from the database")
+
+// UploadIDs lists the ids of the uploads in the local store (from the
+// names of their .info files), reading none of them. The S3 backend does
+// not list the bucket: it returns an error.
 func (s *Server) UploadIDs() ([]string, error) {
+	if s.s3 != nil {
+		return nil, errNotListed
+	}
 	matches, err := filepath.Glob(filepath.Join(s.cfg.Dir, "*.info"))
 	if err != nil {
 		return nil, err
@@ -306,24 +446,36 @@ func (s *Server) UploadIDs() ([]string, error) {
 	return ids, nil
 }
 
-// Describe reads what the store knows of the uploads ids, skipping those
-// removed meanwhile (or whose data file is gone).
+// Describe reads what the store knows of the uploads ids (upload ids or
+// base ids), skipping those removed meanwhile, those whose data is gone
+// (see Strays), and, on S3, those the bucket could not be asked about.
 func (s *Server) Describe(ctx context.Context, ids []string) []Upload {
 	out := make([]Upload, 0, len(ids))
 	for _, id := range ids {
-		if u, err := s.describe(ctx, id); err == nil {
+		full, err := s.resolve(ctx, id)
+		if err != nil {
+			continue
+		}
+		if u, err := s.describe(ctx, full); err == nil {
 			out = append(out, u)
 		}
 	}
 	return out
 }
 
-// Strays returns those of the uploads ids whose .info file is left
-// without its data file: a removal cut short (the filestore removes the
-// data first). Terminate removes what is left of them.
+// Strays returns those of the uploads ids whose .info is left without its
+// data: a removal cut short (the filestore removes the data first; on S3,
+// a removal cut short, or a multipart upload aborted by the bucket's
+// lifecycle rule). Terminate removes what is left of them.
 func (s *Server) Strays(ids []string) []string {
 	var out []string
 	for _, id := range ids {
+		if s.s3 != nil {
+			if s.s3Stray(id) {
+				out = append(out, id)
+			}
+			continue
+		}
 		if _, err := os.Stat(filepath.Join(s.cfg.Dir, id)); errors.Is(err, os.ErrNotExist) {
 			out = append(out, id)
 		}
@@ -331,9 +483,23 @@ func (s *Server) Strays(ids []string) []string {
 	return out
 }
 
+func (s *Server) s3Stray(id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	full, err := s.resolve(ctx, id)
+	if err != nil {
+		return false
+	}
+	_, err = s.describe(ctx, full)
+	return errors.Is(err, errStray)
+}
+
 // describe reads what the store knows of one upload. ModifiedAt is the
-// later of the .info and data files' modification times.
+// latest modification time of its parts (files or objects).
 func (s *Server) describe(ctx context.Context, id string) (Upload, error) {
+	if s.s3 != nil {
+		return s.s3.describe(ctx, id)
+	}
 	up, err := s.store.GetUpload(ctx, id)
 	if err != nil {
 		return Upload{}, err
@@ -370,7 +536,8 @@ func (s *Server) lock(ctx context.Context, id string) (handler.Lock, error) {
 // Sweep finalizes those of the uploads ids (the caller's: uploads without
 // a file record) that are complete and not partial: the safety net for
 // uploads whose pre-finish hook failed or never ran (a crash between the
-// last byte and the hook). It returns how many it finalized.
+// last byte and the hook; on S3 also a multipart upload whose completion
+// failed). It returns how many it finalized.
 func (s *Server) Sweep(ctx context.Context, ids []string) (int, error) {
 	n := 0
 	var errs []error
@@ -395,11 +562,12 @@ func (s *Server) sweepOne(ctx context.Context, id string) error {
 		return err
 	}
 	defer l.Unlock()
-	return s.finalizeLocked(ctx, id, nil)
+	return s.finalizeLocked(ctx, id, nil, nil)
 }
 
-// Terminate removes an upload's bytes and bookkeeping, taking its lock.
-// Removing what is already gone is no error.
+// Terminate removes an upload's bytes and bookkeeping (on S3: aborts its
+// multipart upload, deletes its object, .part and .info), taking its
+// lock. Removing what is already gone is no error.
 func (s *Server) Terminate(ctx context.Context, id string) error {
 	_, err := s.TerminateIf(ctx, id, nil)
 	return err
@@ -409,25 +577,36 @@ func (s *Server) Terminate(ctx context.Context, id string) error {
 // holds for the upload as it is once its lock is held, so a client that
 // resumed it meanwhile keeps it. It reports whether it removed anything.
 func (s *Server) TerminateIf(ctx context.Context, id string, cond func(Upload) bool) (bool, error) {
+	full, err := s.resolve(ctx, id)
+	if errors.Is(err, handler.ErrNotFound) {
+		// The .info is gone: a removal cut short may have left the rest.
+		return false, s.removeLeftovers(ctx, id)
+	}
+	if err != nil {
+		return false, err
+	}
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	l, err := s.lock(lctx, id)
+	l, err := s.lock(lctx, full)
 	if err != nil {
 		return false, err
 	}
 	defer l.Unlock()
-	up, err := s.store.GetUpload(ctx, id)
+	up, err := s.store.GetUpload(ctx, full)
 	if errors.Is(err, handler.ErrNotFound) {
 		// The data file is gone; a termination cut short (the filestore
 		// removes the data first) may have left the .info and .sha256.
-		return false, s.removeSidecars(id)
+		return false, s.removeLeftovers(ctx, full)
 	}
 	if err != nil {
 		return false, err
 	}
 	if cond != nil {
-		u, err := s.describe(ctx, id)
-		if err != nil {
+		u, err := s.describe(ctx, full)
+		if errors.Is(err, handler.ErrNotFound) {
+			return false, s.removeLeftovers(ctx, full)
+		}
+		if err != nil && !errors.Is(err, errStray) {
 			return false, err
 		}
 		if !cond(u) {
@@ -440,8 +619,14 @@ func (s *Server) TerminateIf(ctx context.Context, id string, cond func(Upload) b
 	return true, nil
 }
 
-// removeSidecars removes an upload's .info and .sha256 files if present.
-func (s *Server) removeSidecars(id string) error {
+// removeLeftovers removes what is left of an upload whose .info or data
+// is gone: on local storage its .info and .sha256 files; on S3 its object,
+// .part, .info, multipart upload and digest state.
+func (s *Server) removeLeftovers(ctx context.Context, id string) error {
+	if s.s3 != nil {
+		objectID, multipartID := splitID(id)
+		return s.s3.terminate(ctx, objectID, multipartID)
+	}
 	var errs []error
 	for _, ext := range []string{".info", ".sha256"} {
 		if err := os.Remove(filepath.Join(s.cfg.Dir, id+ext)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -451,7 +636,30 @@ func (s *Server) removeSidecars(id string) error {
 	return errors.Join(errs...)
 }
 
-// Open returns a reader of an upload's stored bytes.
+// Open returns a reader of an upload's stored bytes on local storage.
+// OpenFile serves both backends.
 func (s *Server) Open(ctx context.Context, id string) (*os.File, error) {
+	if s.s3 != nil {
+		return nil, errors.New("tus: Open reads local storage only; use OpenFile")
+	}
 	return os.Open(filepath.Join(s.cfg.Dir, id))
+}
+
+// Check reports whether the storage can be used. For S3 it resolves the
+// credentials, asks HeadBucket, and the first time it reaches the bucket
+// makes sure the prefix's claim object names this portal (writing it if
+// there is none). Its error is a *StorageError: errors.Is
+// ErrStorageMisconfigured (fix the configuration: at start-up, exit with
+// its one-line message) or ErrStorageUnreachable (retry: keep serving,
+// /readyz failing; uploads are answered 503 until a check succeeds, and a
+// request retries the check itself, at most every 2 s). For local
+// storage it checks the upload directory.
+func (s *Server) Check(ctx context.Context) error {
+	if s.s3 != nil {
+		return s.s3.check(ctx)
+	}
+	if _, err := os.Stat(s.cfg.Dir); err != nil {
+		return &StorageError{Message: "local storage: " + err.Error(), Err: err}
+	}
+	return nil
 }
