@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-crash test-node vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
+.PHONY: all build run test test-go test-race test-crash test-node vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
 
 all: build
 
@@ -159,6 +159,13 @@ test-go: build testdata/webhooks/node_modules testdata/node/node_modules versity
 		PORTAL_CONTRACT_REPORT=$(CURDIR)/build/openapi-contract.txt \
 		$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v /cmd/portalcrash)
 	@cat build/openapi-contract.txt
+
+## test-race: the Go tests with the race detector (the crash suite and the
+## benchmark smoke run, which drive the built binary, are left out; one
+## test is left out for a race inside tusd: docs/upstream-tusd-race.md)
+test-race: build testdata/webhooks/node_modules testdata/node/node_modules versitygw
+	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) PORTAL_VERSITYGW=$(VERSITYGW) \
+		$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /cmd/)
 
 ## test-crash: the crash suite at CI size (cmd/portalcrash: kill -9 of the real
 ## build/portal under load, the small-file storm, the disk-full moments),
