@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/doorito/portal/app"
+	"github.com/doorito/portal/tus"
 	"github.com/robfig/cron/v3"
 )
 
@@ -41,7 +42,10 @@ type checkedValue interface {
 
 // serveFlags holds the serve command's flags before they become a Config.
 type serveFlags struct {
-	cfg       app.Config
+	cfg app.Config
+	// storage is "local" or "s3"; s3 the bucket's settings, used with "s3".
+	storage   string
+	s3        tus.S3Config
 	logLevel  string
 	logFormat string
 	defs      []serveFlag
@@ -60,7 +64,7 @@ func (f *serveFlags) source(name string) string {
 }
 
 func newServeFlags() *serveFlags {
-	f := &serveFlags{logLevel: "info", logFormat: "text", from: map[string]string{}}
+	f := &serveFlags{logLevel: "info", logFormat: "text", from: map[string]string{}, storage: "local"}
 	c := &f.cfg
 	c.Listen, c.DataDir, c.Bucket = app.DefaultListen, app.DefaultDataDir, app.DefaultBucket
 	c.FileTTL, c.FileTTLMax = app.DefaultFileTTL, app.DefaultFileTTLMax
@@ -86,7 +90,15 @@ func newServeFlags() *serveFlags {
 		{"Network", "ietf-draft", "", "also accept the IETF resumable-upload draft protocol", &boolValue{p: &c.IETFDraft}},
 
 		{"Storage", "data-dir", "dir", "directory of the database and the uploads (created if missing)", &textValue{p: &c.DataDir, example: "a directory like ./data"}},
-		{"Storage", "storage-bucket", "name", "bucket name reported in events' storage pointers", &textValue{p: &c.Bucket, example: "a name like uploads"}},
+		{"Storage", "storage", "backend", "where uploads are stored: local (the data directory) or s3 (a bucket; docs/storage.md)", &choiceValue{p: &f.storage, choices: []string{"local", "s3"}}},
+		{"Storage", "storage-bucket", "name", "bucket name reported in the storage pointers of files on local storage", &textValue{p: &c.Bucket, example: "a name like uploads"}},
+		{"Storage", "s3-bucket", "name", "with --storage=s3: the bucket (it must exist; credentials only from the AWS SDK's chain: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, shared files, roles)", &textValue{p: &f.s3.Bucket, example: "a bucket name like portal-uploads"}},
+		{"Storage", "s3-prefix", "prefix", "with --storage=s3: put before every key (one portal per prefix); default the bucket's root", &textValue{p: &f.s3.Prefix, example: "a key prefix like uploads/"}},
+		{"Storage", "s3-endpoint", "URL", "with --storage=s3: the service's URL (MinIO, SeaweedFS, Ceph, R2, Versity); default AWS or AWS_ENDPOINT_URL_S3", &urlValue{p: &f.s3.Endpoint}},
+		{"Storage", "s3-path-style", "", "with --storage=s3: address the bucket in the path (most self-hosted services need it)", &boolValue{p: &f.s3.PathStyle}},
+		{"Storage", "s3-region", "region", "with --storage=s3: the bucket's region; default AWS_REGION or the profile's, else us-east-1", &textValue{p: &f.s3.Region, example: "a region like eu-central-1"}},
+		{"Storage", "s3-sse", "kind", "with --storage=s3: server-side encryption of every object: sse-s3 (AES256) or sse-kms (aws:kms); default the bucket's own", &choiceValue{p: &f.s3.SSE, choices: []string{"sse-s3", "sse-kms", "aes256", "aws:kms"}}},
+		{"Storage", "s3-sse-kms-key-id", "key", "with --s3-sse=sse-kms: the KMS key; default the account's key for S3", &textValue{p: &f.s3.SSEKMSKeyID, example: "a KMS key id or ARN"}},
 		{"Storage", "max-upload-size", "size", "largest upload, in bytes or with a unit (5GiB, 500MB); 0 for no limit", &sizeValue{p: &c.MaxUploadSize}},
 		{"Storage", "user-quota", "size", "an account's storage quota unless an admin sets its own (stored files + uploads in progress); 0 for no limit", &sizeValue{p: &c.UserQuota}},
 		{"Storage", "anonymous-quota", "size", "the storage quota all anonymous uploads share; 0 for no limit", &sizeValue{p: &c.AnonymousQuota}},
@@ -230,6 +242,15 @@ func parseServe(args []string, getenv func(string) string, out io.Writer) (app.C
 		errs = append(errs, err)
 	}
 	c.TempDir = getenv("TMPDIR")
+	switch {
+	case f.storage == "s3" && f.s3.Bucket == "":
+		errs = append(errs, fmt.Errorf("%s s3 needs %s: want the name of an existing bucket", f.source("storage"), f.source("s3-bucket")))
+	case f.storage == "s3":
+		s3 := f.s3
+		c.S3 = &s3
+	case f.s3 != (tus.S3Config{}):
+		errs = append(errs, fmt.Errorf("the --s3-* flags need %s s3 (it is %s)", f.source("storage"), f.storage))
+	}
 	if len(errs) > 0 {
 		return app.Config{}, nil, errors.Join(errs...)
 	}

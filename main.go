@@ -155,6 +155,8 @@ func (f *serveFlags) name(err error) error {
 		return fmt.Errorf("%s %q: %w", f.source("data-dir"), se.Value, se.Err)
 	case "TempDir":
 		return fmt.Errorf("TMPDIR=%q: %w", se.Value, se.Err)
+	case "S3":
+		return se.Err // the store's one line names what is wrong
 	}
 	return err
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/doorito/portal/outbox"
 	"github.com/doorito/portal/tus"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	tushandler "github.com/tus/tusd/v2/pkg/handler"
 )
@@ -152,8 +153,17 @@ func (a *App) build(ctx context.Context) (err error) {
 	if a.auth, err = a.newAuth(); err != nil {
 		return err
 	}
+	var s3cfg *tus.S3Config
+	if a.cfg.S3 != nil {
+		c := *a.cfg.S3
+		if c.InstanceID, err = a.instanceID(ctx); err != nil {
+			return err
+		}
+		s3cfg = &c
+	}
 	a.tus, err = tus.New(tus.Config{
 		Dir:                     a.UploadDir(),
+		S3:                      s3cfg,
 		BasePath:                a.tusBasePath(),
 		MaxSize:                 a.cfg.MaxUploadSize,
 		CORSOrigins:             a.cfg.CORSOrigins,
@@ -167,8 +177,41 @@ func (a *App) build(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := a.checkStorage(ctx); err != nil {
+		return err
+	}
 	a.registry = a.newRegistry()
 	return nil
+}
+
+// checkStorage checks the upload store at start: a misconfigured one (a
+// wrong bucket, endpoint or credentials) stops the portal with one line
+// saying what is wrong; an unreachable one leaves it serving, /readyz
+// failing and uploads answered 503, until it answers.
+func (a *App) checkStorage(ctx context.Context) error {
+	err := a.tus.Check(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, tus.ErrStorageMisconfigured):
+		return &SettingError{Field: "S3", Value: a.cfg.S3.Bucket, Err: err}
+	default:
+		a.log.Warn("storage unreachable at start; serving, with /readyz failing and uploads answered 503 until it answers",
+			"err", err)
+		return nil
+	}
+}
+
+// instanceID is this portal's id (made on first use and kept in the
+// database): what it claims an S3 prefix with.
+func (a *App) instanceID(ctx context.Context) (string, error) {
+	id := uuid.Must(uuid.NewV7()).String()
+	if _, err := a.db.W.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES ('instance_id', ?)
+		ON CONFLICT (name) DO NOTHING`, id); err != nil {
+		return "", fmt.Errorf("instance id: %w", err)
+	}
+	err := a.db.W.QueryRowContext(ctx, "SELECT value FROM settings WHERE name = 'instance_id'").Scan(&id)
+	return id, err
 }
 
 // serve starts the HTTP servers, the cron jobs, the webhook dispatcher and

@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"io"
 	"net/http"
 	"os"
@@ -13,35 +14,45 @@ import (
 	"time"
 )
 
-// A crash between the two steps of a deletion: the next run finishes it,
-// whichever step was done.
+// A crash between the steps of a deletion: the next run finishes it,
+// whichever step was done, and file.deleted comes only after the bytes
+// are gone.
 func TestCleanupFinishesInterruptedDeletion(t *testing.T) {
 	clock := newTestClock()
 	dir := t.TempDir()
 	a := openExpiry(t, clock, Config{DataDir: dir})
 
-	// Row and events committed, then the process died before the bytes
-	// were removed.
+	// Step 1 committed (the request, with its notice), then the process
+	// died: f's bytes are all there, g's data file was removed (a crash
+	// inside the removal).
 	f := mustStore(t, a, randomBytes(t, 1000), map[string]string{"ttl": "1h"})
 	g := mustStore(t, a, randomBytes(t, 1000), map[string]string{"ttl": "1h"})
 	clock.Advance(2 * time.Hour)
-	uploads, notices, _, err := a.expireBatch(context.Background()) // step 1 only
-	if err != nil || len(uploads) != 2 || notices != 2 {
-		t.Fatalf("step 1: %v %d %v", uploads, notices, err)
+	for _, x := range []File{f, g} {
+		err := a.inTx(context.Background(), func(tx *sql.Tx) error {
+			if _, err := a.noticeTx(context.Background(), tx, x, clock.Now()); err != nil {
+				return err
+			}
+			_, err := requestDeletionTx(context.Background(), tx, x, clock.Now(), deleteRequest{Reason: ReasonExpired})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if left := uploadFiles(a, f.UploadID); len(left) != 3 {
-		t.Fatalf("bytes should still be there: %v", left)
-	}
-	// The bytes of the other were removed, the data file only (a crash
-	// inside the removal).
 	if err := os.Remove(filepath.Join(a.UploadDir(), g.UploadID)); err != nil {
 		t.Fatal(err)
+	}
+	// Requested, not deleted: no file.deleted, and the content is gone.
+	mustTypes(t, a, f, EventFileUploaded, EventFileExpiring)
+	if resp := authGet(t, a.URL()+"/api/v1/files/"+f.ID+"/content"); resp.StatusCode != http.StatusGone {
+		t.Fatalf("content of a file being deleted: %s", resp.Status)
 	}
 	a.Close()
 
 	b := openExpiry(t, clock, Config{DataDir: dir})
-	if r := mustRunCleanup(t, b); r != (cleanupResult{Leftovers: 2}) {
-		t.Fatalf("cleanup after the crash did %+v, want the leftover bytes removed", r)
+	if r := mustRunCleanup(t, b); r != (cleanupResult{Expired: 2}) {
+		t.Fatalf("cleanup after the crash did %+v, want the 2 deletions finished", r)
 	}
 	for _, x := range []File{f, g} {
 		if left := uploadFiles(b, x.UploadID); len(left) != 0 {
@@ -53,8 +64,8 @@ func TestCleanupFinishesInterruptedDeletion(t *testing.T) {
 		}
 	}
 
-	// Bytes removed first, then the process died before the row changed:
-	// the file is still stored and expired, and the next run records it.
+	// Bytes removed (step 2), then the process died before step 3: the
+	// next run records the deletion.
 	h := mustStore(t, b, randomBytes(t, 1000), map[string]string{"ttl": "1h"})
 	clock.Advance(2 * time.Hour)
 	if err := b.tus.Terminate(context.Background(), h.UploadID); err != nil {
@@ -67,6 +78,7 @@ func TestCleanupFinishesInterruptedDeletion(t *testing.T) {
 	if r := mustRunCleanup(t, b); r != (cleanupResult{}) {
 		t.Fatalf("another cleanup did %+v", r)
 	}
+	checkCounters(t, b)
 }
 
 // tusRequest sends a tus request as the admin and returns the response.

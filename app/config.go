@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/doorito/portal/outbox"
+	"github.com/doorito/portal/tus"
 	"github.com/robfig/cron/v3"
 )
 
@@ -53,8 +54,13 @@ type Config struct {
 	// MinFreeSpace is the free space the data directory keeps: below it new
 	// uploads and PATCHes get 507 and /readyz says why (0: no reserve).
 	MinFreeSpace int64
-	// Bucket names the storage bucket in event storage pointers.
+	// Bucket names the storage bucket in the storage pointers of files on
+	// local storage (the file system has none).
 	Bucket string
+	// S3, when set, stores uploads in an S3-compatible bucket instead of
+	// the data directory (credentials come only from the AWS SDK's default
+	// chain; InstanceID is filled from the database).
+	S3 *tus.S3Config
 	// FileTTL is how long a stored file lives by default; FileTTLMax caps
 	// what an upload may ask for.
 	FileTTL    time.Duration

@@ -42,6 +42,9 @@ type File struct {
 	ExpiresAt     time.Time         `json:"expires_at"`
 	DeletedAt     *time.Time        `json:"deleted_at,omitempty"`
 	DeleteReason  string            `json:"delete_reason,omitempty"`
+	// deleteRequest is set while the file's deletion is under way (its
+	// bytes are being removed; file.deleted follows).
+	deleteRequest *deleteRequest
 }
 
 // Metadata limits: tus metadata other than filename/filetype is copied into
@@ -185,7 +188,7 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 		ContentType: cleanContentType(contentTypeOf(c.MetaData)),
 		SizeBytes:   c.Size,
 		SHA256:      c.SHA256,
-		Storage:     Storage{Backend: "local", Bucket: a.cfg.Bucket, Key: c.Key},
+		Storage:     a.storageOf(c),
 		Metadata:    extraMetadata(c.MetaData),
 		Status:      StatusStored,
 		StoredAt:    now,
@@ -199,7 +202,7 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 	defer tx.Rollback()
 	// The owner recorded when the upload was created: the same whether a
 	// request or the sweep finalizes it.
-	owner, err := ownerOfUpload(ctx, tx, c.UploadID)
+	owner, err := ownerOfUpload(ctx, tx, tus.BaseID(c.UploadID))
 	if err != nil {
 		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
 	}
@@ -283,19 +286,24 @@ func (a *App) sweep(ctx context.Context) {
 }
 
 const fileColumns = `id, upload_id, filename, content_type, size_bytes, sha256, storage_backend, storage_bucket,
-	storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at, deleted_at, delete_reason`
+	storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at, deleted_at, delete_reason,
+	delete_requested_at, delete_request`
 
 func scanFile(s keyset.Scanner) (File, error) {
 	var f File
 	var meta string
 	var stored, expires int64
-	var deleted sql.NullInt64
-	var reason sql.NullString
+	var deleted, requested sql.NullInt64
+	var reason, request sql.NullString
 	err := s.Scan(&f.ID, &f.UploadID, &f.Filename, &f.ContentType, &f.SizeBytes, &f.SHA256,
 		&f.Storage.Backend, &f.Storage.Bucket, &f.Storage.Key, &meta, &f.Status, &f.OwnerID, &f.OwnerUsername,
-		&stored, &expires, &deleted, &reason)
+		&stored, &expires, &deleted, &reason, &requested, &request)
 	if err != nil {
 		return File{}, err
+	}
+	if requested.Valid {
+		f.deleteRequest = &deleteRequest{}
+		json.Unmarshal([]byte(request.String), f.deleteRequest)
 	}
 	if err := json.Unmarshal([]byte(meta), &f.Metadata); err != nil || f.Metadata == nil {
 		f.Metadata = map[string]string{}
@@ -320,6 +328,30 @@ func (a *App) getFile(ctx context.Context, id string) (File, error) {
 		return File{}, ErrNotFound
 	}
 	return f, err
+}
+
+// storageOf is the storage pointer of a completed upload: the backend,
+// bucket and key the store reports; a local file's bucket is the
+// --storage-bucket label (the file system has none).
+func (a *App) storageOf(c tus.Completed) Storage {
+	st := Storage{Backend: c.Backend, Bucket: c.Bucket, Key: c.Key}
+	if st.Backend == "" {
+		st.Backend = "local"
+	}
+	if st.Backend == "local" {
+		st.Bucket = a.cfg.Bucket
+	}
+	return st
+}
+
+// fileLocation is where a file's record says its bytes are, as the store
+// takes it (a local file has no bucket: the label is not one).
+func fileLocation(f File) tus.Location {
+	loc := tus.Location{Backend: f.Storage.Backend, Bucket: f.Storage.Bucket, Key: f.Storage.Key}
+	if loc.Backend == "local" {
+		loc.Bucket = ""
+	}
+	return loc
 }
 
 // fileByUpload returns the file a tus upload became.

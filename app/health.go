@@ -41,6 +41,9 @@ func (a *App) readiness(ctx context.Context) map[string]string {
 		f.Close()
 		os.Remove(f.Name())
 	}
+	if err := a.tus.Check(ctx); err != nil {
+		checks["storage"] = "error: " + err.Error()
+	}
 	if e := a.checkFreeSpace(); e != nil {
 		checks["storage"] = "error: " + e.Message
 	}

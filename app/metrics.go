@@ -135,6 +135,7 @@ func (a *App) newRegistry() *prometheus.Registry {
 		reg.MustRegister(c)
 	}
 	reg.MustRegister(outbox.Collectors(a.outbox)...) // webhook delivery
+	reg.MustRegister(a.tus.Collectors()...)          // bytes read back; S3 reads and s3store's own
 	return reg
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/doorito/portal/app/access"
 	"github.com/doorito/portal/outbox"
+	"github.com/doorito/portal/tus"
 )
 
 // FileQuery selects files for ListFiles.
@@ -91,17 +92,21 @@ func (o *Ops) FileByUpload(ctx context.Context, id access.Identity, uploadID str
 
 // OpenFile returns a stored file with a reader of its bytes (the caller
 // closes it).
-func (o *Ops) OpenFile(ctx context.Context, id access.Identity, fileID string) (File, *os.File, error) {
+func (o *Ops) OpenFile(ctx context.Context, id access.Identity, fileID string) (File, *tus.File, error) {
 	f, err := o.fileFor(ctx, id, access.FileRead, fileID)
 	if err != nil {
 		return File{}, nil, err
 	}
-	if f.Status != StatusStored {
+	if f.Status != StatusStored || f.deleteRequest != nil {
 		return File{}, nil, &OpError{Kind: KindGone, Code: "gone", Message: "the file was deleted"}
 	}
-	fh, err := o.a.tus.Open(ctx, f.UploadID)
+	fh, err := o.a.tus.OpenFile(ctx, fileLocation(f))
 	if errors.Is(err, os.ErrNotExist) {
 		return File{}, nil, &OpError{Kind: KindGone, Code: "gone", Message: "the file's bytes are gone"}
+	}
+	if errors.Is(err, tus.ErrStorageUnreachable) {
+		return File{}, nil, &OpError{Kind: KindUnavailable, Code: "storage_unavailable",
+			Message: "the storage holding the file cannot be reached; try again later"}
 	}
 	if err != nil {
 		return File{}, nil, fmt.Errorf("open file %s: %w", f.ID, err)
@@ -122,14 +127,16 @@ func (o *Ops) DeleteFile(ctx context.Context, id access.Identity, fileID string)
 	ctx = context.WithoutCancel(ctx)
 	reason := deleteReason(id, f)
 	_, done, err := o.a.deleteFile(ctx, f.ID, identityActor(id), reason)
+	if errors.Is(err, tus.ErrStorageUnreachable) {
+		// Requested: the cleanup finishes it when the storage answers.
+		o.record(ctx, id, "file.delete", "file_id", f.ID, "upload_id", f.UploadID, "reason", reason, "finished", false)
+		return &OpError{Kind: KindUnavailable, Code: "storage_unavailable",
+			Message: "the deletion is recorded; the storage cannot be reached now, and the file is removed when it can"}
+	}
 	if err != nil || !done {
 		return err
 	}
 	o.record(ctx, id, "file.delete", "file_id", f.ID, "upload_id", f.UploadID, "reason", reason)
-	if err := o.a.removeBytes(ctx, f.UploadID); err != nil {
-		// Committed already; the cleanup's next run removes them.
-		o.a.log.Warn("delete file: bytes left for the cleanup", "file_id", f.ID, "err", err)
-	}
 	return nil
 }
 

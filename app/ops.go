@@ -62,6 +62,7 @@ const (
 	KindUnauthenticated                 // nobody signed in
 	KindGone                            // it existed and is gone
 	KindTooLarge                        // past a size or storage limit
+	KindUnavailable                     // a part the operation needs is down; retry
 )
 
 // OpError is an operation's failure: its kind, a stable code, the input
@@ -92,6 +93,8 @@ func (e *OpError) Status() int {
 		return http.StatusGone
 	case KindTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case KindUnavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }

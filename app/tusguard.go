@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/doorito/portal/app/access"
+	"github.com/doorito/portal/tus"
 )
 
 // The tus endpoint's guard: tusd has no per-upload authorization, so the
@@ -60,15 +61,19 @@ func (a *App) guardUploads(next http.Handler) http.Handler {
 }
 
 // afterTerminate records a client's tus DELETE: an upload in progress
-// gives its reservation back; a finished upload's file was marked deleted
-// by preTerminate, and its bytes are gone now.
+// gives its reservation back; a finished upload's file had its deletion
+// requested by preTerminate, and with its bytes gone now, file.deleted is
+// committed.
 func (a *App) afterTerminate(ctx context.Context, uploadID string) {
-	if err := a.releaseUpload(ctx, uploadID); err != nil {
+	if err := a.releaseUpload(ctx, tus.BaseID(uploadID)); err != nil {
 		a.log.Warn("terminate: release upload", "upload_id", uploadID, "err", err)
 	}
-	if _, err := a.db.W.ExecContext(ctx, `UPDATE files SET purged_at = ? WHERE upload_id = ? AND status = 'deleted'`,
-		a.cfg.Now().UnixMilli(), uploadID); err != nil {
-		a.log.Warn("terminate: record removal", "upload_id", uploadID, "err", err)
+	f, err := a.fileByUpload(ctx, uploadID)
+	if err != nil || f.deleteRequest == nil {
+		return
+	}
+	if _, err := a.finishDeletions(ctx, []File{f}); err != nil {
+		a.log.Warn("terminate: the cleanup finishes the deletion", "file_id", f.ID, "err", err)
 	}
 }
 
@@ -77,7 +82,7 @@ func (a *App) afterTerminate(ctx context.Context, uploadID string) {
 // length it declares, or the body it sends), and the bytes it stored are
 // reserved after.
 func (a *App) patchUpload(w http.ResponseWriter, r *http.Request, id string, next http.Handler) {
-	up, err := a.uploadRecord(r.Context(), id)
+	up, err := a.uploadRecord(r.Context(), tus.BaseID(id))
 	if err != nil || up.length != nil {
 		next.ServeHTTP(w, r) // a known length was reserved at creation
 		return
@@ -220,7 +225,7 @@ func (a *App) authorizeConcat(r *http.Request, p principal) *Error {
 }
 
 func (a *App) authorizeUploadID(r *http.Request, p principal, id string, op access.Op) *Error {
-	o, err := ownerOfUpload(r.Context(), a.db.R, id)
+	o, err := ownerOfUpload(r.Context(), a.db.R, tus.BaseID(id))
 	if err != nil {
 		a.log.Error("upload owner", "upload_id", id, "err", err)
 		return &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/doorito/portal/app/access"
 	"github.com/doorito/portal/internal/keyset"
+	"github.com/doorito/portal/tus"
 	"github.com/tus/tusd/v2/pkg/handler"
 )
 
@@ -247,7 +248,7 @@ func (a *App) withUsage(ctx context.Context, u *User) error {
 // finishUpload, in a finalize transaction, marks the upload done, moves its
 // reservation into its owner's stored bytes and counts the new file.
 func (a *App) finishUpload(ctx context.Context, tx *sql.Tx, f File, now time.Time) error {
-	reserved, err := doneUpload(ctx, tx, f.UploadID, now)
+	reserved, err := doneUpload(ctx, tx, tus.BaseID(f.UploadID), now)
 	if err != nil {
 		return err
 	}

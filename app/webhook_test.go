@@ -524,7 +524,9 @@ func TestWebhookRestartDeliversPending(t *testing.T) {
 	dir := t.TempDir()
 	cfg := whConfig()
 	cfg.DataDir = dir
-	cfg.DeliverySchedule = []time.Duration{200 * time.Millisecond, time.Hour}
+	// Short waits, several of them: however slow the machine, a delivery
+	// that failed before the shutdown is still waiting for a prompt retry.
+	cfg.DeliverySchedule = []time.Duration{500 * time.Millisecond, time.Second, time.Second, time.Second, time.Second, time.Hour}
 	rc := newWhReceiver(t)
 	inFlight := make(chan struct{}, 1)
 	rc.setRespond(func(n int, r *http.Request) (int, http.Header, string) {
