@@ -160,12 +160,12 @@ test-go: build testdata/webhooks/node_modules testdata/node/node_modules versity
 		$(GO) test -count=1 -timeout 10m $$($(GO) list ./... | grep -v /cmd/portalcrash)
 	@cat build/openapi-contract.txt
 
-## test-race: the Go tests with the race detector (the crash suite and the
+## test-race: the Go tests with the race detector (it needs cgo: gcc; the crash suite and the
 ## benchmark smoke run, which drive the built binary, are left out; one
 ## test is left out for a race inside tusd: docs/upstream-tusd-race.md)
 test-race: build testdata/webhooks/node_modules testdata/node/node_modules versitygw
 	PORTAL_REQUIRE_TOOLS=1 PORTAL_BIN=$(CURDIR)/$(BIN) PORTAL_VERSITYGW=$(VERSITYGW) \
-		$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /cmd/)
+		CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /cmd/)
 
 ## test-crash: the crash suite at CI size (cmd/portalcrash: kill -9 of the real
 ## build/portal under load, the small-file storm, the disk-full moments),
