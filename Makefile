@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-race test-crash test-node vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
+.PHONY: all build run test test-go test-race test-crash test-node test-node-s3 vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
 
 all: build
 
@@ -55,7 +55,7 @@ run: build
 ## test: vet, Go tests (with the OpenAPI contract test), the crash suite,
 ## the Node tests with real tus clients, the OpenAPI lint and the generated
 ## API client
-test: fmt-check vet tools versitygw ui test-go test-crash test-node openapi-lint openapi-client
+test: fmt-check vet tools versitygw ui test-go test-crash test-node test-node-s3 openapi-lint openapi-client
 
 ## tools: Debian packages the tests use (promtool), installed when missing
 tools:
@@ -183,6 +183,12 @@ testdata/node/node_modules: testdata/node/package.json testdata/node/package-loc
 
 test-node: build testdata/node/node_modules
 	cd testdata/node && PORTAL_BIN=$(CURDIR)/$(BIN) node --test --test-concurrency=1
+
+## test-node-s3: the same tus-js-client suites with the uploads in a real S3
+## server (versitygw, started by the suite on loopback)
+test-node-s3: build testdata/node/node_modules versitygw
+	cd testdata/node && PORTAL_STORAGE=s3 PORTAL_VERSITYGW=$(VERSITYGW) PORTAL_BIN=$(CURDIR)/$(BIN) \
+		node --test --test-concurrency=1
 
 # The OpenAPI document of the API and the webhooks, and its npm tooling
 # (Redocly CLI, openapi-typescript, openapi-fetch, tsc) in testdata/openapi.

@@ -8,11 +8,11 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { rmSync } from 'node:fs'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import * as tus from 'tus-js-client'
@@ -21,6 +21,44 @@ const here = dirname(fileURLToPath(import.meta.url))
 
 /** PORTAL_BIN, or the binary `make build` writes. */
 export const portalBin = process.env.PORTAL_BIN || resolve(here, '../../build/portal')
+
+/**
+ * storage is where the portals of this run keep uploads: local (the data
+ * directory) or s3 (PORTAL_STORAGE=s3: a real S3 server, versitygw from
+ * PORTAL_VERSITYGW, started here on a free loopback port).
+ */
+export const storage = process.env.PORTAL_STORAGE || 'local'
+
+const s3Keys = { access: 'portal-node-access', secret: 'portal-node-secret-key' }
+let s3Server = null
+
+/** startS3 starts the run's S3 server once, with one bucket. */
+async function startS3() {
+  if (s3Server) return s3Server
+  const dir = await mkdtemp(join(tmpdir(), 'portal-node-s3-'))
+  dataDirs.add(dir)
+  await mkdir(join(dir, 'bucket'))
+  const port = await freePort()
+  const bin = process.env.PORTAL_VERSITYGW || join(process.env.HOME, '.cache/doorito/bin/versitygw')
+  const child = spawn(bin, ['--quiet', '--port', `127.0.0.1:${port}`, 'posix', dir], {
+    env: { ...process.env, ROOT_ACCESS_KEY: s3Keys.access, ROOT_SECRET_KEY: s3Keys.secret, VGW_REGION: 'us-east-1' },
+    stdio: 'ignore',
+  })
+  children.add(child)
+  child.unref() // the run ends when its tests do; cleanUp kills the server
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) })
+      break
+    } catch (err) {
+      if (Date.now() > deadline) throw new Error(`versitygw (${bin}) does not answer: ${err.message}`)
+      await sleep(100)
+    }
+  }
+  s3Server = { url: `http://127.0.0.1:${port}`, bucket: 'bucket' }
+  return s3Server
+}
 
 const children = new Set()
 const dataDirs = new Set()
@@ -138,6 +176,14 @@ export class Portal {
     const env = { ...process.env, PORTAL_ADMIN_PASSWORD: this.password }
     for (const k of Object.keys(env)) {
       if (k.startsWith('PORTAL_') && k !== 'PORTAL_ADMIN_PASSWORD') delete env[k]
+    }
+    if (storage === 's3') {
+      // One prefix per portal (one portal per prefix), named after its data dir.
+      const s3 = await startS3()
+      args.push('--storage', 's3', '--s3-bucket', s3.bucket, '--s3-endpoint', s3.url, '--s3-path-style',
+        '--s3-prefix', `${basename(this.dataDir)}/`)
+      Object.assign(env, { AWS_ACCESS_KEY_ID: s3Keys.access, AWS_SECRET_ACCESS_KEY: s3Keys.secret, AWS_REGION: 'us-east-1',
+        AWS_EC2_METADATA_DISABLED: 'true' })
     }
     const [cmd, ...cmdArgs] = [...this.wrap, portalBin, ...args]
     const child = spawn(cmd, cmdArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -264,6 +310,25 @@ export class Portal {
     let json
     if ((res.headers.get('content-type') || '').includes('json')) json = JSON.parse(text)
     return { status: res.status, headers: res.headers, buf, text, json }
+  }
+
+  /**
+   * waitReceived waits until the portal holds at least n bytes of the
+   * upload at url (of a PATCH still open). On local storage that is its
+   * data file; on S3 the bytes are in parts in transit, so it waits a
+   * moment instead.
+   */
+  async waitReceived(url, n, ms = 10_000) {
+    if (storage === 's3') {
+      await sleep(1500)
+      return
+    }
+    const bytesFile = join(this.dataDir, 'uploads', uploadIdOf(url))
+    const deadline = Date.now() + ms
+    while ((await stat(bytesFile).then((s) => s.size, () => 0)) < n) {
+      if (Date.now() > deadline) throw new Error(`${bytesFile} did not reach ${n} bytes`)
+      await sleep(20)
+    }
   }
 
   /** create creates an upload of length bytes with tus metadata meta and returns its URL. */
@@ -441,10 +506,11 @@ export async function assertStored(assert, portal, url, data, { filename, conten
   assert.equal(f.filename, filename)
   assert.equal(f.content_type, contentType)
   assert.equal(f.status, 'stored')
-  assert.equal(f.storage.backend, 'local')
+  assert.equal(f.storage.backend, storage)
   assert.equal(typeof f.storage.bucket, 'string')
   assert.ok(f.storage.bucket.length > 0, 'storage bucket is named')
-  assert.ok(f.storage.key.includes(uploadId), `storage key ${f.storage.key} names upload ${uploadId}`)
+  const baseId = uploadId.split('+')[0] // on S3 the upload id adds the multipart upload's
+  assert.ok(f.storage.key.includes(baseId), `storage key ${f.storage.key} names upload ${baseId}`)
   assert.ok(Date.parse(f.expires_at) > Date.parse(f.stored_at), 'expires after it was stored')
 
   // The single-file endpoint agrees with the list.

@@ -2,12 +2,9 @@
 // the SHA-256 computed across the restart is the hash of the bytes.
 
 import assert from 'node:assert/strict'
-import { stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 
-import { Portal, assertStored, randomData, upload, uploadIdOf, uploadUntilAborted, withTimeout } from './portal.js'
+import { Portal, assertStored, randomData, upload, uploadUntilAborted, withTimeout } from './portal.js'
 
 const KiB = 1024
 
@@ -65,14 +62,8 @@ describe('portal restart during an upload', { timeout: 60_000 }, () => {
       req.on('error', (err) => resolveAnswer({ error: err.code || err.message }))
       req.write(data.subarray(0, sent), (err) => { if (err) reject(err) })
     })
-    // Wait until the portal has written what was sent (the upload's bytes
-    // live at <data-dir>/uploads/<storage key>, the key being the upload id).
-    const bytesFile = join(portal.dataDir, 'uploads', uploadIdOf(url))
-    const deadline = Date.now() + 10_000
-    while ((await stat(bytesFile).then((s) => s.size, () => 0)) < sent) {
-      if (Date.now() > deadline) throw new Error(`${bytesFile} did not reach ${sent} bytes`)
-      await sleep(20)
-    }
+    // Wait until the portal has what was sent.
+    await portal.waitReceived(url, sent)
     const exit = await portal.stop()
     const res = await withTimeout(answer, 5000, 'PATCH answer')
     assert.deepEqual(exit, { code: 0, signal: null }, `SIGTERM is a clean exit; log:\n${portal.log}`)
