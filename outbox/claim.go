@@ -221,11 +221,16 @@ const (
 	sqlRelease = `UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?
 		WHERE id = ? AND status = 'delivering'`
 	sqlInsertAttempt = `INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, url,
-		status_code, response_body, error) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlRecordAttempt = `UPDATE deliveries SET status = ?, attempts = attempts + 1, tries = ?,
-		next_attempt_at = ?, last_attempt_at = ?, last_status_code = ?, last_error = ?, updated_at = ?
-		WHERE id = ? AND status = 'delivering'`
+		status_code, response_body, error, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	// A failed attempt's retry goes to the retry lane, so a backlog of
+	// retries never delays first attempts.
+	sqlRecordAttempt = `UPDATE deliveries SET status = ?1, attempts = attempts + 1, tries = ?2,
+		next_attempt_at = ?3, last_attempt_at = ?4, last_status_code = ?5, last_error = ?6, updated_at = ?7,
+		lane = CASE WHEN ?1 = 'pending' THEN 1 ELSE lane END
+		WHERE id = ?8 AND status = 'delivering'`
 	sqlEndpointHealthy = "UPDATE endpoints SET failing_since = NULL WHERE id = ? AND failing_since IS NOT NULL"
+	sqlEndpointFailing = `UPDATE endpoints SET failing_since = COALESCE(failing_since, ?), last_failure_id = ?
+		WHERE id = ?`
 
 	sqlDue = `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
 		AND next_attempt_at <= ?` + inOrder + ` ORDER BY next_attempt_at LIMIT ?`
@@ -238,7 +243,8 @@ const (
 // prepare prepares the writer's statements, while no transaction holds
 // the writer (the read pool prepares its own on first use).
 func (d *Dispatcher) prepare(ctx context.Context) error {
-	for _, q := range []string{sqlClaim, sqlRelease, sqlInsertAttempt, sqlRecordAttempt, sqlEndpointHealthy} {
+	for _, q := range []string{sqlClaim, sqlRelease, sqlInsertAttempt, sqlRecordAttempt, sqlEndpointHealthy,
+		sqlEndpointFailing, sqlHistoryUpsert} {
 		if _, err := d.o.stmt(ctx, d.o.w, q); err != nil {
 			return err
 		}

@@ -54,20 +54,24 @@ func (d *Dispatcher) recordBatch(batch []recItem) {
 	ctx := context.Background()
 	outcomes := make([]recOutcome, len(batch))
 	err := d.o.inTx(ctx, func(tx *sql.Tx) error {
+		h := historyDelta{}
 		for i, it := range batch {
 			var err error
-			if outcomes[i], err = d.recordTx(ctx, tx, it); err != nil {
+			if outcomes[i], err = d.recordTx(ctx, tx, it, h); err != nil {
 				return err
 			}
 		}
-		return nil
+		return d.o.writeHistory(ctx, tx, h)
 	})
 	if err != nil && len(batch) > 1 {
 		for i, it := range batch {
 			err := d.o.inTx(ctx, func(tx *sql.Tx) error {
+				h := historyDelta{}
 				var err error
-				outcomes[i], err = d.recordTx(ctx, tx, it)
-				return err
+				if outcomes[i], err = d.recordTx(ctx, tx, it, h); err != nil {
+					return err
+				}
+				return d.o.writeHistory(ctx, tx, h)
 			})
 			if err != nil {
 				d.log.Error("webhooks: record attempt", "delivery_id", it.j.id, "err", err)
@@ -113,10 +117,11 @@ func (d *Dispatcher) logOutcome(it recItem, out recOutcome) {
 }
 
 // recordTx writes one item inside tx. For an attempt: the attempt row, the
-// delivery's new state and the endpoint's health (410 disables it;
-// failing continuously for DisableAfter disables it; a success clears the
-// failure record). For a release: the delivery back to pending.
-func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem) (recOutcome, error) {
+// delivery's new state, the endpoint's health (410 disables it; failing
+// continuously for DisableAfter disables it; a success clears the failure
+// record) and, into h, what the attempt adds to the hourly history. For a
+// release: the delivery back to pending.
+func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem, h historyDelta) (recOutcome, error) {
 	now := d.now()
 	j, r := it.j, it.res
 	if it.release {
@@ -144,9 +149,19 @@ func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem) (recO
 	if !out.next.IsZero() {
 		nextMs = out.next.UnixMilli()
 	}
-	if _, err := d.o.txExec(ctx, tx, sqlInsertAttempt,
-		j.id, r.at.UnixMilli(), r.duration.Milliseconds(), j.ep.url, code, r.body, r.err); err != nil {
+	ins, err := d.o.txExec(ctx, tx, sqlInsertAttempt,
+		j.id, r.at.UnixMilli(), r.duration.Milliseconds(), j.ep.url, code, r.body, r.err, r.outcome)
+	if err != nil {
 		return out, err
+	}
+	attemptID, _ := ins.LastInsertId()
+	hs := h.of(j.endpointID, r.at)
+	hs.Attempts.count(r.outcome)
+	if r.ok() && j.attempts == j.tries {
+		// Its first schedule (never replayed or retried by hand): the
+		// latency from the event's commit is the one a consumer sees.
+		// In whole milliseconds, as the attempt row keeps it.
+		hs.Latency.observe(time.Duration(r.at.UnixMilli()+r.duration.Milliseconds()-j.committed.UnixMilli()) * time.Millisecond)
 	}
 	res, err := d.o.txExec(ctx, tx, sqlRecordAttempt,
 		out.status, tries, nextMs, r.at.UnixMilli(), code, lastErr, now.UnixMilli(), j.id)
@@ -160,21 +175,29 @@ func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem) (recO
 			last_status_code = ?, last_error = ?, updated_at = ?,
 			status = CASE WHEN ? THEN 'succeeded' ELSE status END WHERE id = ? AND status = 'cancelled'`,
 			r.at.UnixMilli(), code, lastErr, now.UnixMilli(), r.ok(), j.id)
+		if r.ok() {
+			hs.Succeeded++
+		}
 		return recOutcome{}, err
 	}
-	out.disabled, err = d.endpointHealth(ctx, tx, j.endpointID, r, now)
+	switch out.status {
+	case StatusSucceeded:
+		hs.Succeeded++
+	case StatusFailed:
+		hs.Failed++
+	}
+	out.disabled, err = d.endpointHealth(ctx, tx, j.endpointID, r, attemptID, now)
 	return out, err
 }
 
-// endpointHealth updates an endpoint after an attempt and returns the
-// reason when it disabled it.
-func (d *Dispatcher) endpointHealth(ctx context.Context, tx *sql.Tx, endpointID string, r result, now time.Time) (string, error) {
+// endpointHealth updates an endpoint after an attempt (attemptID) and
+// returns the reason when it disabled it.
+func (d *Dispatcher) endpointHealth(ctx context.Context, tx *sql.Tx, endpointID string, r result, attemptID int64, now time.Time) (string, error) {
 	if r.ok() {
 		_, err := d.o.txExec(ctx, tx, sqlEndpointHealthy, endpointID)
 		return "", err
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE endpoints SET failing_since = ? WHERE id = ? AND failing_since IS NULL",
-		r.at.UnixMilli(), endpointID); err != nil {
+	if _, err := d.o.txExec(ctx, tx, sqlEndpointFailing, r.at.UnixMilli(), attemptID, endpointID); err != nil {
 		return "", err
 	}
 	var reason, label string
