@@ -383,7 +383,7 @@ func (b *bench) drainBacklog(ctx context.Context, endpoints int) (rate float64, 
 	elapsed := time.Since(start)
 	// CPU of this process (portal, receiver and client) per delivery: less
 	// moved by other load on the machine than the rate.
-	cpuPer := float64((cpuTime()-cpu0).Microseconds()) / float64(total)
+	cpuPer := float64((cpuTime() - cpu0).Microseconds()) / float64(total)
 	notes = map[string]any{"deliveries": total, "succeeded_rows": succeeded, "attempt_rows": attempts, "cpu_us_per_delivery": cpuPer,
 		"duplicates": recv.duplicates.Load(), "rejected_signatures": recv.rejected.Load()}
 	if recv.rejected.Load() > 0 {
