@@ -40,7 +40,10 @@ type Outbox struct {
 	// so the dispatcher can tell a claim read an endpoint that has changed
 	// since.
 	endpointVersion atomic.Int64
-	stmts           stmtCache
+	// delivering counts the deliveries a dispatcher holds (claimed, not
+	// recorded yet), for the metrics.
+	delivering atomic.Int64
+	stmts      stmtCache
 }
 
 // Option configures an Outbox.

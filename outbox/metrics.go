@@ -37,7 +37,7 @@ var (
 
 var (
 	descDeliveries = prometheus.NewDesc("portal_webhook_deliveries",
-		"Webhook deliveries waiting (pending) or being sent (delivering).", []string{"status"}, nil)
+		"Webhook deliveries waiting (pending) or claimed by the sender, queued or being sent (delivering).", []string{"status"}, nil)
 	descOldest = prometheus.NewDesc("portal_outbox_oldest_undelivered_age_seconds",
 		"Age of the oldest event with a delivery still pending or being sent; 0 when none.", nil, nil)
 	descEndpoints = prometheus.NewDesc("portal_webhook_endpoints",
@@ -52,11 +52,11 @@ func Collectors(o *Outbox) []prometheus.Collector {
 		metricEndpointsDisabled, stateCollector{o}}
 }
 
-// sqlStateMetrics reads the state gauges: open deliveries, those being
-// sent, endpoints enabled and disabled, the oldest waiting delivery's event.
+// sqlStateMetrics reads the state gauges: open deliveries (pending or
+// being sent), endpoints enabled and disabled, and the event of the
+// oldest open delivery.
 const sqlStateMetrics = `SELECT
 	(SELECT n FROM outbox_counters WHERE name = 'deliveries_open'),
-	(SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'),
 	(SELECT COUNT(*) FROM endpoints WHERE deleted_at IS NULL AND enabled = 1),
 	(SELECT COUNT(*) FROM endpoints WHERE deleted_at IS NULL AND enabled = 0),
 	(SELECT MIN(e.created_at) FROM endpoints ep, deliveries d, events e
@@ -75,17 +75,18 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	var open, delivering, enabled, disabled float64
+	var open, enabled, disabled float64
 	var oldest sql.NullInt64
 	// The open deliveries are a counter kept by triggers; those being sent
-	// are few (the claim bounds them) and have a partial index; the oldest
-	// waiting delivery of each endpoint is the first in its index (ids are
-	// time-ordered). So a scrape costs the same whatever the history holds.
-	err := c.o.r.QueryRowContext(ctx, sqlStateMetrics).Scan(&open, &delivering, &enabled, &disabled, &oldest)
+	// are the ones the dispatcher holds; the oldest open delivery of each
+	// endpoint is the first in its index (ids are time-ordered). So a
+	// scrape costs the same whatever the history holds.
+	err := c.o.r.QueryRowContext(ctx, sqlStateMetrics).Scan(&open, &enabled, &disabled, &oldest)
 	if err != nil {
 		return
 	}
-	pending := open - delivering
+	delivering := float64(c.o.delivering.Load())
+	pending := max(0, open-delivering)
 	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.GaugeValue, pending, StatusPending)
 	ch <- prometheus.MustNewConstMetric(descDeliveries, prometheus.GaugeValue, delivering, StatusDelivering)
 	age := 0.0

@@ -358,10 +358,18 @@ func TestClaimIsFair(t *testing.T) {
 	if len(jobs) != room || nFresh != 3 {
 		t.Fatalf("claimed %d (%d fresh), want %d with all 3 fresh", len(jobs), nFresh, room)
 	}
-	var delivering int
-	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
-	if delivering != room {
-		t.Errorf("%d deliveries marked delivering, want %d", delivering, room)
+	// What the dispatcher holds is not claimed again.
+	for _, j := range jobs {
+		d.hold(j)
+	}
+	more, _, err := d.claim(ctx)
+	if err != nil || len(more) != 8+3 {
+		t.Fatalf("second claim: %d jobs, %v; want the %d not held", len(more), err, 8+3)
+	}
+	for _, j := range more {
+		if _, held := d.held[j.id]; held {
+			t.Fatalf("claimed %s twice", j.id)
+		}
 	}
 	// The endpoint is full: nothing more is claimed.
 	for _, j := range jobs {
@@ -508,12 +516,9 @@ func TestClaimedJobSeesEndpointChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.work(ctx, jobs[0])
-	it := <-d.records
-	<-d.done
-	if !it.release {
-		t.Fatalf("the claimed job was sent after its endpoint changed: %+v", it)
+	if f := <-d.done; f.attempted || len(d.records.items) != 0 {
+		t.Fatalf("the claimed job was sent after its endpoint changed: %+v", f)
 	}
-	d.recordBatch([]recItem{it})
 	if ds, _ := o.EventDeliveries(ctx, jobs[0].eventID); len(ds) != 1 || ds[0].Status != StatusPending || ds[0].AttemptCount != 0 {
 		t.Fatalf("after release: %+v", ds)
 	}
@@ -550,14 +555,13 @@ func TestRecordBatch(t *testing.T) {
 		{j: jobs[0], res: result{at: at, code: 204}},
 		{j: jobs[1], res: result{at: at, code: 500, err: "HTTP 500"}},
 		{j: jobs[2], res: result{at: at, err: "connection refused"}},
-		{j: jobs[3], release: true, next: at},
 		{j: jobs[4], res: result{at: at, code: 200}},
 	}
 	d.recordBatch(batch)
 	want := []struct {
 		status   string
 		attempts int
-	}{{StatusSucceeded, 1}, {StatusPending, 1}, {StatusPending, 1}, {StatusPending, 0}, {StatusSucceeded, 1}}
+	}{{StatusSucceeded, 1}, {StatusPending, 1}, {StatusPending, 1}, {StatusPending, 0}, {StatusSucceeded, 1}} // 3: not sent
 	for i, j := range jobs {
 		dl, err := o.GetDelivery(ctx, j.id)
 		if err != nil {
@@ -614,11 +618,10 @@ func TestStopReleasesQueuedDeliveries(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	var delivering int
-	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
-	if delivering != n {
-		t.Fatalf("%d deliveries claimed, want all %d (one sending, the rest queued)", delivering, n)
+	if held := o.delivering.Load(); held != n {
+		t.Fatalf("%d deliveries claimed, want all %d (one sending, the rest queued)", held, n)
 	}
+	var delivering int
 	stop()
 	close(release)
 	<-finished

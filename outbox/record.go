@@ -9,37 +9,92 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 )
 
-// recItem is what the recorder writes: an attempt's result, or (release)
-// a claimed delivery put back to pending unsent, due at next.
+// recItem is what the recorder writes: an attempt's result.
 type recItem struct {
-	j       *job
-	res     result
-	release bool
-	next    time.Time
+	j   *job
+	res result
 }
 
-// recordLoop writes what the requests hand it until d.records is closed,
-// in group commits: each transaction takes every item that arrived while
-// the previous one committed (up to recordBatch).
-func (d *Dispatcher) recordLoop() {
-	for it := range d.records {
-		batch := []recItem{it}
-	more:
-		for len(batch) < recordBatch {
-			select {
-			case it, ok := <-d.records:
-				if !ok {
-					break more
-				}
-				batch = append(batch, it)
-			default:
-				break more
+// recQueue hands finished attempts to the recorder. It never blocks the
+// request that puts one: while a commit waits for the writer (slow
+// fsyncs while uploads flush, finalize transactions ahead of it), requests
+// go on and their results wait here.
+type recQueue struct {
+	mu     sync.Mutex
+	items  []recItem
+	closed bool
+	ready  chan struct{} // signalled when items arrive or the queue closes
+}
+
+func newRecQueue() recQueue { return recQueue{ready: make(chan struct{}, 1)} }
+
+func (q *recQueue) put(it recItem) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *recQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *recQueue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take waits for items and returns up to n of them; false once the queue
+// is closed and empty.
+func (q *recQueue) take(n int) ([]recItem, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			k := min(n, len(q.items))
+			batch := q.items[:k:k]
+			q.items = q.items[k:]
+			if len(q.items) == 0 {
+				q.items = nil
 			}
+			q.mu.Unlock()
+			return batch, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return nil, false
+		}
+		<-q.ready
+	}
+}
+
+// recordLoop writes what the requests hand it until the queue is closed,
+// in group commits: each transaction takes every attempt that arrived
+// while the previous one committed (up to recordBatch). After each commit
+// the dispatcher lets go of the recorded deliveries.
+func (d *Dispatcher) recordLoop() {
+	for {
+		batch, ok := d.records.take(recordBatch)
+		if !ok {
+			return
 		}
 		d.recordBatch(batch)
+		ids := make([]string, len(batch))
+		for i, it := range batch {
+			ids[i] = it.j.id
+		}
+		d.mu.Lock()
+		d.unheld = append(d.unheld, ids...)
+		d.mu.Unlock()
 		select {
 		case d.recorded <- struct{}{}:
 		default:
@@ -54,24 +109,24 @@ func (d *Dispatcher) recordBatch(batch []recItem) {
 	ctx := context.Background()
 	outcomes := make([]recOutcome, len(batch))
 	err := d.o.inTx(ctx, func(tx *sql.Tx) error {
-		h := historyDelta{}
+		b := newRecTx(tx)
 		for i, it := range batch {
 			var err error
-			if outcomes[i], err = d.recordTx(ctx, tx, it, h); err != nil {
+			if outcomes[i], err = d.recordTx(ctx, b, it); err != nil {
 				return err
 			}
 		}
-		return d.o.writeHistory(ctx, tx, h)
+		return d.finishTx(ctx, b)
 	})
 	if err != nil && len(batch) > 1 {
 		for i, it := range batch {
 			err := d.o.inTx(ctx, func(tx *sql.Tx) error {
-				h := historyDelta{}
+				b := newRecTx(tx)
 				var err error
-				if outcomes[i], err = d.recordTx(ctx, tx, it, h); err != nil {
+				if outcomes[i], err = d.recordTx(ctx, b, it); err != nil {
 					return err
 				}
-				return d.o.writeHistory(ctx, tx, h)
+				return d.finishTx(ctx, b)
 			})
 			if err != nil {
 				d.log.Error("webhooks: record attempt", "delivery_id", it.j.id, "err", err)
@@ -83,13 +138,41 @@ func (d *Dispatcher) recordBatch(batch []recItem) {
 		return
 	}
 	for i, it := range batch {
-		if !it.release {
-			d.logOutcome(it, outcomes[i])
-		}
+		d.logOutcome(it, outcomes[i])
 		if outcomes[i].disabled != "" {
 			d.o.endpointChanged()
 		}
 	}
+}
+
+// recTx is one record transaction with what it writes once, at its end:
+// the batch's additions to the hourly history, and the endpoints whose
+// failure record a success clears.
+type recTx struct {
+	tx      *sql.Tx
+	history historyDelta
+	healthy map[string]bool
+}
+
+func newRecTx(tx *sql.Tx) *recTx {
+	return &recTx{tx: tx, history: historyDelta{}, healthy: map[string]bool{}}
+}
+
+// finishTx writes what the batch collected.
+func (d *Dispatcher) finishTx(ctx context.Context, b *recTx) error {
+	for ep := range b.healthy {
+		if err := d.clearFailing(ctx, b, ep); err != nil {
+			return err
+		}
+	}
+	return d.o.writeHistory(ctx, b.tx, b.history)
+}
+
+// clearFailing clears an endpoint's failure record (after a success).
+func (d *Dispatcher) clearFailing(ctx context.Context, b *recTx, endpointID string) error {
+	delete(b.healthy, endpointID)
+	_, err := d.o.txExec(ctx, b.tx, sqlEndpointHealthy, endpointID)
+	return err
 }
 
 // recOutcome is what recording an attempt did, for logs and metrics.
@@ -116,18 +199,15 @@ func (d *Dispatcher) logOutcome(it recItem, out recOutcome) {
 	}
 }
 
-// recordTx writes one item inside tx. For an attempt: the attempt row, the
-// delivery's new state, the endpoint's health (410 disables it; failing
-// continuously for DisableAfter disables it; a success clears the failure
-// record) and, into h, what the attempt adds to the hourly history. For a
-// release: the delivery back to pending.
-func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem, h historyDelta) (recOutcome, error) {
+// recordTx writes one attempt inside b's transaction: the attempt row,
+// the delivery's new state, the endpoint's health (410 disables it;
+// failing continuously for DisableAfter disables it; a success clears the
+// failure record, at the end of the batch) and, into b, what the attempt
+// adds to the hourly history.
+func (d *Dispatcher) recordTx(ctx context.Context, b *recTx, it recItem) (recOutcome, error) {
+	tx := b.tx
 	now := d.now()
 	j, r := it.j, it.res
-	if it.release {
-		_, err := d.o.txExec(ctx, tx, sqlRelease, it.next.UnixMilli(), now.UnixMilli(), j.id)
-		return recOutcome{}, err
-	}
 	tries := j.tries + 1
 	out := recOutcome{status: StatusSucceeded}
 	if !r.ok() {
@@ -155,7 +235,7 @@ func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem, h his
 		return out, err
 	}
 	attemptID, _ := ins.LastInsertId()
-	hs := h.of(j.endpointID, r.at)
+	hs := b.history.of(j.endpointID, r.at)
 	hs.Attempts.count(r.outcome)
 	if r.ok() && j.attempts == j.tries {
 		// Its first schedule (never replayed or retried by hand): the
@@ -186,17 +266,24 @@ func (d *Dispatcher) recordTx(ctx context.Context, tx *sql.Tx, it recItem, h his
 	case StatusFailed:
 		hs.Failed++
 	}
-	out.disabled, err = d.endpointHealth(ctx, tx, j.endpointID, r, attemptID, now)
+	out.disabled, err = d.endpointHealth(ctx, b, j.endpointID, r, attemptID, now)
 	return out, err
 }
 
 // endpointHealth updates an endpoint after an attempt (attemptID) and
 // returns the reason when it disabled it.
-func (d *Dispatcher) endpointHealth(ctx context.Context, tx *sql.Tx, endpointID string, r result, attemptID int64, now time.Time) (string, error) {
+func (d *Dispatcher) endpointHealth(ctx context.Context, b *recTx, endpointID string, r result, attemptID int64, now time.Time) (string, error) {
 	if r.ok() {
-		_, err := d.o.txExec(ctx, tx, sqlEndpointHealthy, endpointID)
-		return "", err
+		b.healthy[endpointID] = true
+		return "", nil
 	}
+	if b.healthy[endpointID] {
+		// A success earlier in the batch: this failure starts a new record.
+		if err := d.clearFailing(ctx, b, endpointID); err != nil {
+			return "", err
+		}
+	}
+	tx := b.tx
 	if _, err := d.o.txExec(ctx, tx, sqlEndpointFailing, r.at.UnixMilli(), attemptID, endpointID); err != nil {
 		return "", err
 	}
