@@ -94,7 +94,12 @@ func (d *Dispatcher) candidates(ctx context.Context, eps []enabledEndpoint, free
 			// it falls below half, in one larger batch.
 			continue
 		}
-		room := min(limit-d.inflight[ep], free-len(out))
+		// Held deliveries still pending (sent, not recorded yet) are
+		// skipped by reading past them: bound them, so a slow commit
+		// does not make every claim read further (a commit wakes the
+		// loop).
+		held := d.nheld[laneKey{ep, laneFresh}] + d.nheld[laneKey{ep, laneRetry}]
+		room := min(limit-d.inflight[ep], 2*limit-held, free-len(out))
 		if room <= 0 {
 			continue
 		}
