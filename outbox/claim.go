@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -18,14 +19,24 @@ import (
 // round-robin, and on each, fresh deliveries and retries are taken in
 // turn. It only reads, on the read pool: the caller holds the jobs in
 // memory until their attempts are recorded.
-func (d *Dispatcher) claim(ctx context.Context) ([]*job, time.Time, error) {
+//
+// With full false, it visits only the endpoints the last claim left due
+// deliveries on, and the earliest due time is the one the last full claim
+// found.
+func (d *Dispatcher) claim(ctx context.Context, full bool) ([]*job, time.Time, error) {
 	free := claimAhead*d.cfg.Workers - d.total
 	if free <= 0 {
-		return nil, time.Time{}, nil // a finishing request wakes the loop
+		return nil, d.next, nil // a finishing request wakes the loop
 	}
 	eps, version, err := d.endpoints(ctx)
 	if err != nil || len(eps) == 0 {
 		return nil, time.Time{}, err
+	}
+	if !full {
+		eps = slices.DeleteFunc(slices.Clone(eps), func(ep enabledEndpoint) bool { return !d.backlog[ep.id] })
+		if len(eps) == 0 {
+			return nil, d.next, nil
+		}
 	}
 	now := d.now()
 	candidates, roomy, err := d.candidates(ctx, eps, free, now)
@@ -33,11 +44,11 @@ func (d *Dispatcher) claim(ctx context.Context) ([]*job, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	jobs, err := d.loadJobs(ctx, candidates, eps, version, now)
-	if err != nil {
-		return nil, time.Time{}, err
+	if err != nil || !full {
+		return jobs, d.next, err
 	}
-	next, err := d.nextDueOf(ctx, roomy)
-	return jobs, next, err
+	d.next, err = d.nextDueOf(ctx, roomy)
+	return jobs, d.next, err
 }
 
 // slots is how many requests an endpoint may have in flight: the
@@ -122,6 +133,8 @@ func (d *Dispatcher) candidates(ctx context.Context, eps []enabledEndpoint, free
 		if room > 0 {
 			roomy[ep] = true
 		}
+		// Room left: nothing more was due; none left: more may be.
+		d.backlog[ep] = room == 0
 	}
 	return out, roomy, nil
 }

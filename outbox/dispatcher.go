@@ -140,8 +140,12 @@ type Dispatcher struct {
 	held     map[string]laneKey
 	nheld    map[laneKey]int
 	// failing marks the endpoints whose last attempt failed: they get
-	// fewer request slots and claims (see slots).
+	// fewer request slots and claims (see slots). backlog marks those the
+	// last claim left due deliveries on; next is when the next one falls
+	// due on the others.
 	failing map[string]bool
+	backlog map[string]bool
+	next    time.Time
 	// eps caches the enabled endpoints, read at epsVersion of the
 	// outbox's endpoint version.
 	eps        []enabledEndpoint
@@ -214,6 +218,7 @@ func NewDispatcher(o *Outbox, cfg DispatcherConfig) *Dispatcher {
 		held:     map[string]laneKey{},
 		nheld:    map[laneKey]int{},
 		failing:  map[string]bool{},
+		backlog:  map[string]bool{},
 		done:     make(chan finished, cfg.Workers),
 		records:  newRecQueue(),
 		recorded: make(chan struct{}, 1),
@@ -274,13 +279,17 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for {
-		wait, err := d.dispatch(ctx)
+	for full := true; ; {
+		wait, err := d.dispatch(ctx, full)
 		if err != nil && ctx.Err() == nil {
 			d.log.Error("webhooks: claim deliveries", "err", err)
 			wait = d.cfg.PollInterval
 		}
 		timer.Reset(max(wait, 5*time.Millisecond))
+		// Only new events, recorded attempts (retry times, deliveries let
+		// go) and the clock bring new due deliveries: a finished request
+		// only makes room on endpoints that had more than they could take.
+		full = true
 		select {
 		case <-ctx.Done():
 			d.stop()
@@ -292,6 +301,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 		case <-d.recorded:
 		case f := <-d.done:
 			d.finish(f)
+			full = false
 		case <-timer.C:
 		}
 		for drained := false; !drained; {
@@ -307,12 +317,16 @@ func (d *Dispatcher) Run(ctx context.Context) {
 }
 
 // stop waits for the requests in flight and drops the queued jobs (their
-// deliveries are still pending).
+// deliveries are still pending; the recorder may still be writing the
+// attempts of others).
 func (d *Dispatcher) stop() {
 	for d.nsending > 0 {
 		d.finish(<-d.done)
 	}
 	clear(d.queues)
+	for id := range d.held {
+		d.o.inHand.Delete(id)
+	}
 }
 
 // finish accounts for a request that ended (its attempt, if it made one,
@@ -339,6 +353,7 @@ func (d *Dispatcher) hold(j *job) {
 	k := laneKey{j.endpointID, j.lane}
 	d.held[j.id] = k
 	d.nheld[k]++
+	d.o.inHand.Store(j.id, struct{}{})
 	d.o.delivering.Store(int64(len(d.held)))
 }
 
@@ -352,6 +367,7 @@ func (d *Dispatcher) release(id string) {
 	if d.nheld[k]--; d.nheld[k] <= 0 {
 		delete(d.nheld, k)
 	}
+	d.o.inHand.Delete(id)
 	d.o.delivering.Store(int64(len(d.held)))
 }
 
@@ -384,14 +400,15 @@ func (d *Dispatcher) recover(ctx context.Context) (int64, error) {
 
 func (d *Dispatcher) now() time.Time { return d.cfg.Now().UTC().Truncate(time.Millisecond) }
 
-// dispatch claims what is due, queues it and starts requests as far as the
-// limits allow; it returns how long to sleep before something else falls
-// due.
-func (d *Dispatcher) dispatch(ctx context.Context) (time.Duration, error) {
+// dispatch claims what is due (on every endpoint, or with full false only
+// on those the last claim left due deliveries on), queues it and starts
+// requests as far as the limits allow; it returns how long to sleep before
+// something else falls due.
+func (d *Dispatcher) dispatch(ctx context.Context, full bool) (time.Duration, error) {
 	if ctx.Err() != nil {
 		return d.cfg.PollInterval, nil
 	}
-	jobs, next, err := d.claim(ctx)
+	jobs, next, err := d.claim(ctx, full)
 	for _, j := range jobs {
 		d.total++
 		d.inflight[j.endpointID]++

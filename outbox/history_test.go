@@ -3,7 +3,9 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -396,4 +398,71 @@ func explain(tb testing.TB, db *sql.DB, q string, args ...any) []string {
 		tb.Fatalf("no plan for %s", q)
 	}
 	return out
+}
+
+// A database made before migration 0002 upgrades with its totals and the
+// endpoints' last failures filled in from what it holds, and the triggers
+// keep them exact from then on.
+func TestHistoryMigrationOnExistingData(t *testing.T) {
+	path := t.TempDir() + "/portal.db"
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(ON)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	apply := func(name string) {
+		t.Helper()
+		b, err := fs.ReadFile(Schema(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(string(b)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	apply("0001_outbox.sql")
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`INSERT INTO endpoints (id, url, created_at, updated_at) VALUES ('ep1', 'https://a/', 1, 1), ('ep2', 'https://b/', 1, 1)`)
+	for i, st := range []string{"pending", "delivering", "succeeded", "failed", "failed", "cancelled"} {
+		exec(`INSERT INTO events (id, type, payload, created_at) VALUES (?, 'file.uploaded', x'7b7d', 1)`, fmt.Sprint("ev", i))
+		exec(`INSERT INTO deliveries (id, event_id, endpoint_id, status, created_at, updated_at) VALUES (?, ?, 'ep1', ?, 1, 1)`,
+			fmt.Sprint("d", i), fmt.Sprint("ev", i), st)
+	}
+	exec(`INSERT INTO delivery_attempts (delivery_id, attempted_at, duration_ms, url, status_code) VALUES
+		('d3', 10, 1, 'https://a/', 500), ('d2', 11, 1, 'https://a/', 204), ('d4', 12, 1, 'https://a/', NULL)`)
+	apply("0002_history.sql")
+
+	o := New(db, db)
+	ctx := context.Background()
+	tot, err := o.Totals(ctx)
+	if err != nil || tot != (Totals{Events: 6, Backlog: 2, Failed: 2}) {
+		t.Fatalf("totals after the upgrade: %+v, %v", tot, err)
+	}
+	st, err := o.EndpointStats(ctx, "ep1", time.UnixMilli(0))
+	if err != nil || st.LastFailure == nil || st.LastFailure.AttemptedAt.UnixMilli() != 12 || st.Pending != 2 {
+		t.Fatalf("ep1 after the upgrade: %+v, %v", st, err)
+	}
+	if st, _ := o.EndpointStats(ctx, "ep2", time.UnixMilli(0)); st.LastFailure != nil {
+		t.Errorf("ep2 never failed: %+v", st.LastFailure)
+	}
+	// Every kind of change keeps the counters exact.
+	exec(`UPDATE deliveries SET status = 'pending' WHERE id = 'd3'`)   // a failed one replayed
+	exec(`UPDATE deliveries SET status = 'succeeded' WHERE id = 'd0'`) // delivered
+	exec(`UPDATE deliveries SET status = 'pending' WHERE id = 'd1'`)   // recovered: still open
+	exec(`UPDATE deliveries SET status = 'failed' WHERE id = 'd1'`)    // gave up
+	exec(`DELETE FROM events WHERE id IN ('ev4', 'ev5')`)              // pruned, deliveries cascade
+	exec(`INSERT INTO events (id, type, payload, created_at) VALUES ('ev9', 't', x'7b7d', 2)`)
+	exec(`INSERT INTO deliveries (id, event_id, endpoint_id, status, created_at, updated_at) VALUES ('d9', 'ev9', 'ep2', 'pending', 2, 2)`)
+	var want Totals
+	db.QueryRow(`SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'delivering')),
+		(SELECT COUNT(*) FROM deliveries WHERE status = 'failed')`).Scan(&want.Events, &want.Backlog, &want.Failed)
+	if tot, _ := o.Totals(ctx); tot != want {
+		t.Errorf("totals %+v, direct counts %+v", tot, want)
+	}
 }

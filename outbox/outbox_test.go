@@ -342,7 +342,7 @@ func TestClaimIsFair(t *testing.T) {
 		fresh[ds[0].ID] = true
 	}
 	d := NewDispatcher(o, DispatcherConfig{Workers: 16, PerEndpoint: perEndpoint})
-	jobs, _, err := d.claim(ctx)
+	jobs, _, err := d.claim(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestClaimIsFair(t *testing.T) {
 	for _, j := range jobs {
 		d.hold(j)
 	}
-	more, _, err := d.claim(ctx)
+	more, _, err := d.claim(ctx, true)
 	if err != nil || len(more) != 8+3 {
 		t.Fatalf("second claim: %d jobs, %v; want the %d not held", len(more), err, 8+3)
 	}
@@ -376,7 +376,7 @@ func TestClaimIsFair(t *testing.T) {
 		d.total++
 		d.inflight[j.endpointID]++
 	}
-	if more, _, _ := d.claim(ctx); len(more) != 0 {
+	if more, _, _ := d.claim(ctx, true); len(more) != 0 {
 		t.Errorf("claimed %d beyond the per-endpoint limit", len(more))
 	}
 	// The global limit holds across endpoints.
@@ -386,7 +386,7 @@ func TestClaimIsFair(t *testing.T) {
 	d2 := NewDispatcher(o, DispatcherConfig{Workers: 5, PerEndpoint: perEndpoint})
 	d2.total = claimAhead*5 - 1
 	d2.inflight[ep.ID] = room
-	if more, _, _ := d2.claim(ctx); len(more) != 1 || more[0].endpointID != ep2.ID {
+	if more, _, _ := d2.claim(ctx, true); len(more) != 1 || more[0].endpointID != ep2.ID {
 		t.Errorf("claimed %+v, want one delivery to %s", more, ep2.ID)
 	}
 }
@@ -403,19 +403,19 @@ func TestClaimNextDue(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := NewDispatcher(o, DispatcherConfig{})
-	jobs, next, err := d.claim(ctx)
+	jobs, next, err := d.claim(ctx, true)
 	if err != nil || len(jobs) != 0 || !next.Equal(due) {
 		t.Fatalf("claim = %v, %s, %v; want nothing, next %s", jobs, next, err, due)
 	}
 	*now = due
 	f := false
 	o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{Enabled: &f})
-	if jobs, next, _ := d.claim(ctx); len(jobs) != 0 || !next.IsZero() {
+	if jobs, next, _ := d.claim(ctx, true); len(jobs) != 0 || !next.IsZero() {
 		t.Fatalf("disabled endpoint: claimed %v, next %s", jobs, next)
 	}
 	tr := true
 	o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{Enabled: &tr})
-	if jobs, _, _ := d.claim(ctx); len(jobs) != 1 {
+	if jobs, _, _ := d.claim(ctx, true); len(jobs) != 1 {
 		t.Fatalf("re-enabled endpoint: claimed %v", jobs)
 	}
 }
@@ -507,7 +507,7 @@ func TestClaimedJobSeesEndpointChange(t *testing.T) {
 	}
 	appendEvent(t, o, "file.uploaded")
 	d := NewDispatcher(o, DispatcherConfig{Policy: NetPolicy{AllowPrivate: true}})
-	jobs, _, err := d.claim(ctx)
+	jobs, _, err := d.claim(ctx, true)
 	if err != nil || len(jobs) != 1 || jobs[0].ep.url != oldSrv.URL {
 		t.Fatalf("claim = %+v, %v", jobs, err)
 	}
@@ -546,7 +546,7 @@ func TestRecordBatch(t *testing.T) {
 		appendEvent(t, o, "file.uploaded")
 	}
 	d := NewDispatcher(o, DispatcherConfig{})
-	jobs, _, err := d.claim(ctx)
+	jobs, _, err := d.claim(ctx, true)
 	if err != nil || len(jobs) != 5 {
 		t.Fatalf("claim = %d jobs, %v", len(jobs), err)
 	}
