@@ -270,20 +270,20 @@ func (o *Outbox) DeliveryHistory(ctx context.Context, since, until time.Time) ([
 	if err != nil || len(hours) == 0 {
 		return nil, err
 	}
-	rows, err := o.r.QueryContext(ctx, sqlHistoryAll, hours[0], hours[len(hours)-1])
-	if err != nil {
-		return nil, fmt.Errorf("outbox: delivery history: %w", err)
-	}
-	out, err := denseHours(rows, hours)
+	out, err := o.denseHours(ctx, hours, sqlHistoryAll, hours[0], hours[len(hours)-1])
 	if err != nil {
 		return nil, fmt.Errorf("outbox: delivery history: %w", err)
 	}
 	return out, nil
 }
 
-// denseHours reads rows of (hour, sums...) in hour order into one HourStat
-// per hour of hours.
-func denseHours(rows *sql.Rows, hours []int64) ([]HourStat, error) {
+// denseHours runs a history query (rows of hour and sums, in hour order)
+// and returns one HourStat per hour of hours.
+func (o *Outbox) denseHours(ctx context.Context, hours []int64, query string, args ...any) ([]HourStat, error) {
+	rows, err := o.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
 	defer rows.Close()
 	out := make([]HourStat, len(hours))
 	for i, h := range hours {
@@ -372,11 +372,7 @@ func (o *Outbox) EndpointHealth(ctx context.Context, since time.Time) ([]Endpoin
 
 // endpointHours reads one endpoint's rollups of the hours.
 func (o *Outbox) endpointHours(ctx context.Context, endpointID string, hours []int64) ([]HourStat, error) {
-	rows, err := o.r.QueryContext(ctx, sqlHistoryEndpoint, endpointID, hours[0], hours[len(hours)-1])
-	if err != nil {
-		return nil, fmt.Errorf("outbox: endpoint health: %w", err)
-	}
-	out, err := denseHours(rows, hours)
+	out, err := o.denseHours(ctx, hours, sqlHistoryEndpoint, endpointID, hours[0], hours[len(hours)-1])
 	if err != nil {
 		return nil, fmt.Errorf("outbox: endpoint health: %w", err)
 	}

@@ -177,31 +177,12 @@ func percentile(sorted []float64, p float64) float64 {
 // file.uploaded delivered to a local receiver; the latency is from the
 // upload's 204 at the client to the verified delivery at the receiver.
 func (b *bench) eventLatency(ctx context.Context) error {
-	dir, err := b.scratch("s3-events")
+	recv, p, token, closeAll, err := b.webhookPortal(ctx, "s3-events")
 	if err != nil {
 		return err
 	}
-	recv, err := startReceiver()
-	if err != nil {
-		return err
-	}
-	defer recv.close()
-	cfg := portalConfig(dir)
-	cfg.AllowPrivateEndpoints = true
-	p, err := openPortal(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	token, err := adminToken(ctx, p.URL())
-	if err != nil {
-		return err
-	}
-	secret, err := createEndpoint(ctx, p.URL(), token, recv.url("/latency"), []string{"file.uploaded"})
-	if err != nil {
-		return err
-	}
-	if err := recv.addEndpoint("/latency", secret); err != nil {
+	defer closeAll()
+	if err := subscribe(ctx, recv, p.URL(), token, "/latency"); err != nil {
 		return err
 	}
 
@@ -223,6 +204,44 @@ func (b *bench) eventLatency(ctx context.Context) error {
 		return fmt.Errorf("%d deliveries had bad signatures", recv.rejected.Load())
 	}
 	return nil
+}
+
+// webhookPortal starts a receiver and a portal (in a scratch directory
+// named name) that may deliver to it, and returns them with an admin token
+// and the function that closes both.
+func (b *bench) webhookPortal(ctx context.Context, name string) (*receiver, *portal, string, func(), error) {
+	dir, err := b.scratch(name)
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	recv, err := startReceiver()
+	if err != nil {
+		return nil, nil, "", nil, err
+	}
+	cfg := portalConfig(dir)
+	cfg.AllowPrivateEndpoints = true
+	p, err := openPortal(ctx, cfg)
+	if err != nil {
+		recv.close()
+		return nil, nil, "", nil, err
+	}
+	closeAll := func() { p.Close(); recv.close() }
+	token, err := adminToken(ctx, p.URL())
+	if err != nil {
+		closeAll()
+		return nil, nil, "", nil, err
+	}
+	return recv, p, token, closeAll, nil
+}
+
+// subscribe adds an endpoint for file.uploaded at path of recv through the
+// portal's API and registers its secret with recv.
+func subscribe(ctx context.Context, recv *receiver, base, token, path string) error {
+	secret, err := createEndpoint(ctx, base, token, recv.url(path), []string{"file.uploaded"})
+	if err != nil {
+		return err
+	}
+	return recv.addEndpoint(path, secret)
 }
 
 // uploadSeq reads the "seq" metadata of a file.uploaded payload (-1 if

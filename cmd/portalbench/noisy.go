@@ -19,26 +19,11 @@ import (
 // the uploads. The failing endpoint's first attempts are timed too: its
 // retries must not delay them.
 func (b *bench) noisyNeighbours(ctx context.Context) error {
-	dir, err := b.scratch("s7-noisy")
+	recv, p, token, closeAll, err := b.webhookPortal(ctx, "s7-noisy")
 	if err != nil {
 		return err
 	}
-	recv, err := startReceiver()
-	if err != nil {
-		return err
-	}
-	defer recv.close()
-	cfg := portalConfig(dir)
-	cfg.AllowPrivateEndpoints = true
-	p, err := openPortal(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	token, err := adminToken(ctx, p.URL())
-	if err != nil {
-		return err
-	}
+	defer closeAll()
 	for _, path := range []string{"/healthy", "/failing", "/hanging"} {
 		if path != "/healthy" {
 			recv.mu.Lock()
@@ -51,11 +36,7 @@ func (b *bench) noisyNeighbours(ctx context.Context) error {
 				return err
 			}
 		}
-		secret, err := createEndpoint(ctx, p.URL(), token, recv.url(path), []string{"file.uploaded"})
-		if err != nil {
-			return err
-		}
-		if err := recv.addEndpoint(path, secret); err != nil {
+		if err := subscribe(ctx, recv, p.URL(), token, path); err != nil {
 			return err
 		}
 	}
