@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 )
 
@@ -265,8 +264,8 @@ const (
 
 	sqlDue = `SELECT id FROM deliveries WHERE endpoint_id = ? AND lane = ? AND status = 'pending'
 		AND next_attempt_at <= ?` + inOrder + ` ORDER BY next_attempt_at LIMIT ?`
-	sqlNextDue = `SELECT next_attempt_at FROM deliveries
-		WHERE endpoint_id = ? AND lane = ? AND status = 'pending'` + inOrder + ` ORDER BY next_attempt_at LIMIT 1`
+	sqlNextDue = `SELECT id, next_attempt_at FROM deliveries
+		WHERE endpoint_id = ? AND lane = ? AND status = 'pending'` + inOrder + ` ORDER BY next_attempt_at LIMIT ?`
 	sqlLoadJobs = `SELECT d.id, d.endpoint_id, d.event_id, ev.payload, d.tries, d.attempts, ev.created_at
 		FROM deliveries d JOIN events ev ON ev.id = d.event_id
 		WHERE d.id IN (SELECT value FROM json_each(?)) AND d.status = 'pending'`
@@ -338,20 +337,36 @@ func scanStrings(rows *sql.Rows, err error) ([]string, error) {
 func (d *Dispatcher) nextDue(ctx context.Context, endpointID string) (time.Time, error) {
 	var next time.Time
 	for _, lane := range []int{laneFresh, laneRetry} {
-		ms, err := scanStrings(d.o.readQuery(ctx, sqlNextDue, endpointID, lane))
+		// The deliveries it holds are pending too: skip them, or the
+		// loop would wake at once for what it is already sending.
+		rows, err := d.o.readQuery(ctx, sqlNextDue, endpointID, lane, 1+d.nheld[laneKey{endpointID, lane}])
 		if err != nil {
 			return time.Time{}, err
 		}
-		if len(ms) == 0 {
-			continue
-		}
-		v, err := strconv.ParseInt(ms[0], 10, 64)
+		t, err := d.firstNotHeld(rows)
 		if err != nil {
 			return time.Time{}, err
 		}
-		if t := time.UnixMilli(v).UTC(); next.IsZero() || t.Before(next) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}
 	return next, nil
+}
+
+// firstNotHeld reads rows of (id, next_attempt_at) and returns the time
+// of the first delivery the dispatcher does not hold (zero if none).
+func (d *Dispatcher) firstNotHeld(rows *sql.Rows) (time.Time, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var ms int64
+		if err := rows.Scan(&id, &ms); err != nil {
+			return time.Time{}, err
+		}
+		if _, held := d.held[id]; !held {
+			return time.UnixMilli(ms).UTC(), nil
+		}
+	}
+	return time.Time{}, rows.Err()
 }

@@ -415,8 +415,14 @@ func TestClaimNextDue(t *testing.T) {
 	}
 	tr := true
 	o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{Enabled: &tr})
-	if jobs, _, _ := d.claim(ctx, true); len(jobs) != 1 {
+	jobs, _, _ = d.claim(ctx, true)
+	if len(jobs) != 1 {
 		t.Fatalf("re-enabled endpoint: claimed %v", jobs)
+	}
+	// A delivery in hand is still pending, but nothing else falls due.
+	d.hold(jobs[0])
+	if jobs, next, _ := d.claim(ctx, true); len(jobs) != 0 || !next.IsZero() {
+		t.Fatalf("with the only delivery in hand: claimed %v, next %s; want nothing, no next", jobs, next)
 	}
 }
 
