@@ -228,7 +228,7 @@ func (o *Outbox) RetryDelivery(ctx context.Context, id string) (Delivery, error)
 		switch {
 		case deleted.Valid:
 			return conflictf("the delivery's endpoint was deleted")
-		case status == StatusDelivering:
+		case status == StatusDelivering || o.InHand(id):
 			return conflictf("the sender has this delivery in hand (queued or being sent); try again in a moment")
 		}
 		now := o.clock().UnixMilli()

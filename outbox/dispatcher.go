@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -18,8 +19,8 @@ var DefaultSchedule = []time.Duration{
 // Dispatcher defaults (the zero values of DispatcherConfig).
 const (
 	DefaultTimeout         = 15 * time.Second
-	DefaultWorkers         = 16
-	DefaultPerEndpoint     = 4
+	DefaultWorkers         = 64
+	DefaultPerEndpoint     = 16
 	DefaultDisableAfter    = 5 * 24 * time.Hour
 	DefaultRetryAfterMax   = 6 * time.Hour
 	DefaultPollInterval    = 5 * time.Second
@@ -109,13 +110,15 @@ func (c DispatcherConfig) withDefaults(o *Outbox) DispatcherConfig {
 // fresh events and retries, sends them on a bounded pool of requests with
 // a per-endpoint limit, and records every attempt.
 //
-// The database sees two kinds of write, both batched so that one commit
-// (one fsync) serves many deliveries: a claim marks up to a batch of due
-// deliveries "delivering" and loads what their attempts need; the
-// recorder writes finished attempts in group commits, taking whatever
-// results arrived while the previous commit ran. A request slot is free
-// again as soon as its response is read; the delivery stays "delivering"
-// (so it is not claimed twice) until its attempt is recorded.
+// Claiming does not write: the dispatcher reads due deliveries on the read
+// pool and holds them in memory (a held delivery is not claimed again)
+// until its attempt is recorded. So the dispatcher never waits for
+// SQLite's single writer, which uploads' finalize transactions share, and
+// requests keep starting while a commit is slow. The recorder writes
+// finished attempts in group commits (one transaction, one fsync, for
+// every attempt that finished while the previous commit ran); requests
+// hand their results to it without waiting. A crash loses only what was
+// held: those deliveries are still pending and are sent again.
 type Dispatcher struct {
 	o      *Outbox
 	cfg    DispatcherConfig
@@ -123,29 +126,51 @@ type Dispatcher struct {
 	client *http.Client
 	tr     *http.Transport
 
-	// Owned by Run's goroutine. A claimed job is queued until a request
-	// slot is free, then sent; inflight and total count the claimed jobs
-	// not yet sent or being sent, per endpoint and overall.
+	// Owned by Run's goroutine. A claimed job is queued per endpoint until
+	// a request slot is free, then sent; inflight and total count the
+	// claimed jobs not yet sent or being sent, per endpoint and overall.
+	// held are the claimed deliveries not recorded yet, by id (their
+	// endpoint and lane), nheld counts them per endpoint and lane.
 	queues   map[string][]*job
 	sending  map[string]int
 	nsending int
 	inflight map[string]int
 	total    int
 	rr       int
+	held     map[string]laneKey
+	nheld    map[laneKey]int
+	// failing marks the endpoints whose last attempt failed: they get
+	// fewer request slots and claims (see slots). backlog marks those the
+	// last claim left due deliveries on; next is when the next one falls
+	// due on the others.
+	failing map[string]bool
+	backlog map[string]bool
+	next    time.Time
 	// eps caches the enabled endpoints, read at epsVersion of the
 	// outbox's endpoint version.
 	eps        []enabledEndpoint
 	epsVersion int64
 
-	done     chan string   // endpoint id of each finished request
-	records  chan recItem  // finished attempts and releases, to the recorder
-	recorded chan struct{} // a record batch committed (may unblock claims)
+	done     chan finished // each finished request
+	records  recQueue      // finished attempts, to the recorder
+	recorded chan struct{} // a record batch committed: see unheld
+
+	// unheld are the deliveries whose attempts the recorder committed;
+	// Run lets go of them.
+	mu     sync.Mutex
+	unheld []string
 
 	running atomic.Bool
 }
 
+// laneKey is one endpoint's claim lane.
+type laneKey struct {
+	endpointID string
+	lane       int
+}
+
 // Claiming runs ahead of sending by this factor: an endpoint may have
-// claimAhead×PerEndpoint deliveries claimed (queued or being sent), and
+// claimAhead times its request slots claimed (queued or being sent), and
 // all endpoints together claimAhead×Workers. recordBatch bounds the
 // attempts one commit records.
 const (
@@ -190,8 +215,12 @@ func NewDispatcher(o *Outbox, cfg DispatcherConfig) *Dispatcher {
 		queues:   map[string][]*job{},
 		sending:  map[string]int{},
 		inflight: map[string]int{},
-		done:     make(chan string, cfg.Workers),
-		records:  make(chan recItem, recordBatch),
+		held:     map[string]laneKey{},
+		nheld:    map[laneKey]int{},
+		failing:  map[string]bool{},
+		backlog:  map[string]bool{},
+		done:     make(chan finished, cfg.Workers),
+		records:  newRecQueue(),
 		recorded: make(chan struct{}, 1),
 	}
 }
@@ -200,6 +229,7 @@ func NewDispatcher(o *Outbox, cfg DispatcherConfig) *Dispatcher {
 // was claimed.
 type job struct {
 	id, endpointID  string
+	lane            int
 	eventID         string
 	payload         []byte
 	tries, attempts int
@@ -207,9 +237,17 @@ type job struct {
 	ep              *endpointTarget
 }
 
+// finished is a request that ended: its job and, when it made an attempt,
+// whether that failed. An ended request without an attempt lets go of its
+// delivery at once (still pending, claimed again later).
+type finished struct {
+	j                 *job
+	attempted, failed bool
+}
+
 // endpointTarget is an endpoint as a claim read it: where to send and the
 // secrets that sign. version is the outbox's endpoint version at that
-// time; a job whose endpoint changed since is put back unsent (and claimed
+// time; a job whose endpoint changed since is let go unsent (and claimed
 // again with the new URL, secrets or state).
 type endpointTarget struct {
 	url     string
@@ -217,11 +255,11 @@ type endpointTarget struct {
 	version int64
 }
 
-// Run (called once per Dispatcher) delivers until ctx ends, then waits for the requests in flight
-// (cancelled with ctx; their deliveries are sent again on the next start),
-// puts back the claimed deliveries not yet sent, and returns. Deliveries
-// that a crash left "delivering" are queued again first: delivery is at
-// least once.
+// Run (called once per Dispatcher) delivers until ctx ends, then waits for
+// the requests in flight (cancelled with ctx; their deliveries are sent
+// again on the next start) and for the recorder, and returns. Deliveries
+// that an older release left "delivering" are pending again first:
+// delivery is at least once.
 func (d *Dispatcher) Run(ctx context.Context) {
 	d.running.Store(true)
 	defer d.running.Store(false)
@@ -253,63 +291,111 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for {
-		wait, err := d.dispatch(ctx)
+	for full := true; ; {
+		wait, err := d.dispatch(ctx, full)
 		if err != nil && ctx.Err() == nil {
 			d.log.Error("webhooks: claim deliveries", "err", err)
 			wait = d.cfg.PollInterval
 		}
 		timer.Reset(max(wait, 5*time.Millisecond))
+		// Only new events, recorded attempts (retry times, deliveries let
+		// go) and the clock bring new due deliveries: a finished request
+		// only makes room on endpoints that had more than they could take.
+		full = true
 		select {
 		case <-ctx.Done():
 			d.stop()
-			close(d.records)
+			d.records.close()
 			<-recorderDone
+			d.o.delivering.Store(0)
 			return
 		case <-d.o.Wake():
 		case <-d.recorded:
-		case ep := <-d.done:
-			d.finish(ep)
+		case f := <-d.done:
+			d.finish(f)
+			full = false
 		case <-timer.C:
 		}
 		for drained := false; !drained; {
 			select {
-			case ep := <-d.done:
-				d.finish(ep)
+			case f := <-d.done:
+				d.finish(f)
 			default:
 				drained = true
 			}
 		}
+		d.letGo()
 	}
 }
 
-// stop waits for the requests in flight and puts the queued jobs back.
+// stop waits for the requests in flight and drops the queued jobs (their
+// deliveries are still pending; the recorder may still be writing the
+// attempts of others).
 func (d *Dispatcher) stop() {
 	for d.nsending > 0 {
 		d.finish(<-d.done)
 	}
-	for ep, q := range d.queues {
-		for _, j := range q {
-			d.records <- recItem{j: j, release: true, next: d.now()}
-		}
-		delete(d.queues, ep)
+	clear(d.queues)
+	for id := range d.held {
+		d.o.inHand.Delete(id)
 	}
 }
 
-// finish accounts for a request that ended (its attempt is with the
-// recorder).
-func (d *Dispatcher) finish(endpointID string) {
+// finish accounts for a request that ended (its attempt, if it made one,
+// is with the recorder).
+func (d *Dispatcher) finish(f finished) {
+	ep := f.j.endpointID
+	if f.attempted {
+		d.failing[ep] = f.failed
+	} else {
+		d.release(f.j.id)
+	}
 	d.nsending--
 	d.total--
-	if d.sending[endpointID]--; d.sending[endpointID] <= 0 {
-		delete(d.sending, endpointID)
+	if d.sending[ep]--; d.sending[ep] <= 0 {
+		delete(d.sending, ep)
 	}
-	if d.inflight[endpointID]--; d.inflight[endpointID] <= 0 {
-		delete(d.inflight, endpointID)
+	if d.inflight[ep]--; d.inflight[ep] <= 0 {
+		delete(d.inflight, ep)
 	}
 }
 
-// recover queues again the deliveries a previous run left "delivering".
+// hold marks a claimed delivery as in hand until its attempt is recorded.
+func (d *Dispatcher) hold(j *job) {
+	k := laneKey{j.endpointID, j.lane}
+	d.held[j.id] = k
+	d.nheld[k]++
+	d.o.inHand.Store(j.id, struct{}{})
+	d.o.delivering.Store(int64(len(d.held)))
+}
+
+// release lets go of a delivery (recorded, or put back unsent).
+func (d *Dispatcher) release(id string) {
+	k, ok := d.held[id]
+	if !ok {
+		return
+	}
+	delete(d.held, id)
+	if d.nheld[k]--; d.nheld[k] <= 0 {
+		delete(d.nheld, k)
+	}
+	d.o.inHand.Delete(id)
+	d.o.delivering.Store(int64(len(d.held)))
+}
+
+// letGo releases the deliveries whose attempts the recorder committed.
+func (d *Dispatcher) letGo() {
+	d.mu.Lock()
+	ids := d.unheld
+	d.unheld = nil
+	d.mu.Unlock()
+	for _, id := range ids {
+		d.release(id)
+	}
+}
+
+// recover makes pending again the deliveries an older release left
+// "delivering" (this one never writes that status).
 func (d *Dispatcher) recover(ctx context.Context) (int64, error) {
 	var n int64
 	err := d.o.inTx(ctx, func(tx *sql.Tx) error {
@@ -326,17 +412,19 @@ func (d *Dispatcher) recover(ctx context.Context) (int64, error) {
 
 func (d *Dispatcher) now() time.Time { return d.cfg.Now().UTC().Truncate(time.Millisecond) }
 
-// dispatch claims what is due, queues it and starts requests as far as the
-// limits allow; it returns how long to sleep before something else falls
-// due.
-func (d *Dispatcher) dispatch(ctx context.Context) (time.Duration, error) {
+// dispatch claims what is due (on every endpoint, or with full false only
+// on those the last claim left due deliveries on), queues it and starts
+// requests as far as the limits allow; it returns how long to sleep before
+// something else falls due.
+func (d *Dispatcher) dispatch(ctx context.Context, full bool) (time.Duration, error) {
 	if ctx.Err() != nil {
 		return d.cfg.PollInterval, nil
 	}
-	jobs, next, err := d.claim(ctx)
+	jobs, next, err := d.claim(ctx, full)
 	for _, j := range jobs {
 		d.total++
 		d.inflight[j.endpointID]++
+		d.hold(j)
 		d.queues[j.endpointID] = append(d.queues[j.endpointID], j)
 	}
 	d.startRequests(ctx)
@@ -356,7 +444,7 @@ func (d *Dispatcher) startRequests(ctx context.Context) {
 			if d.nsending >= d.cfg.Workers {
 				return
 			}
-			if len(q) == 0 || d.sending[ep] >= d.cfg.PerEndpoint {
+			if len(q) == 0 || d.sending[ep] >= d.slots(ep) {
 				continue
 			}
 			j := q[0]
@@ -374,18 +462,16 @@ func (d *Dispatcher) startRequests(ctx context.Context) {
 
 // work makes one attempt of a claimed job and hands it to the recorder.
 func (d *Dispatcher) work(ctx context.Context, j *job) {
-	defer func() { d.done <- j.endpointID }()
+	f := finished{j: j}
+	defer func() { d.done <- f }()
 	if d.o.endpointVersion.Load() != j.ep.version {
-		// The endpoint changed since the claim: claim it again afresh.
-		d.records <- recItem{j: j, release: true, next: d.now()}
-		return
+		return // the endpoint changed since the claim: claimed again afresh
 	}
 	res := d.send(ctx, j)
 	if ctx.Err() != nil && !res.ok() {
-		// Shut down mid-request: not an attempt; sent again after restart.
-		d.records <- recItem{j: j, release: true, next: d.now()}
-		return
+		return // shut down mid-request: not an attempt; sent again after restart
 	}
+	f.attempted, f.failed = true, !res.ok()
 	metricAttempts.WithLabelValues(j.endpointID, res.outcome).Inc()
 	metricAttemptDuration.Observe(res.duration.Seconds())
 	if res.ok() && j.attempts == 0 {
@@ -393,5 +479,5 @@ func (d *Dispatcher) work(ctx context.Context, j *job) {
 		// latency a consumer sees (retries and replays would skew it).
 		metricDeliveryLatency.Observe(res.at.Add(res.duration).Sub(j.committed).Seconds())
 	}
-	d.records <- recItem{j: j, res: res}
+	d.records.put(recItem{j: j, res: res})
 }

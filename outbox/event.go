@@ -40,7 +40,18 @@ type Outbox struct {
 	// so the dispatcher can tell a claim read an endpoint that has changed
 	// since.
 	endpointVersion atomic.Int64
-	stmts           stmtCache
+	// inHand has the ids of the deliveries a dispatcher holds (claimed,
+	// not recorded yet: queued or being sent), delivering counts them.
+	inHand     sync.Map
+	delivering atomic.Int64
+	stmts      stmtCache
+}
+
+// InHand reports whether the dispatcher has a delivery in hand: claimed,
+// queued or being sent, its attempt not recorded yet.
+func (o *Outbox) InHand(deliveryID string) bool {
+	_, ok := o.inHand.Load(deliveryID)
+	return ok
 }
 
 // Option configures an Outbox.

@@ -342,7 +342,7 @@ func TestClaimIsFair(t *testing.T) {
 		fresh[ds[0].ID] = true
 	}
 	d := NewDispatcher(o, DispatcherConfig{Workers: 16, PerEndpoint: perEndpoint})
-	jobs, _, err := d.claim(ctx)
+	jobs, _, err := d.claim(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,17 +358,25 @@ func TestClaimIsFair(t *testing.T) {
 	if len(jobs) != room || nFresh != 3 {
 		t.Fatalf("claimed %d (%d fresh), want %d with all 3 fresh", len(jobs), nFresh, room)
 	}
-	var delivering int
-	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
-	if delivering != room {
-		t.Errorf("%d deliveries marked delivering, want %d", delivering, room)
+	// What the dispatcher holds is not claimed again.
+	for _, j := range jobs {
+		d.hold(j)
+	}
+	more, _, err := d.claim(ctx, true)
+	if err != nil || len(more) != 8+3 {
+		t.Fatalf("second claim: %d jobs, %v; want the %d not held", len(more), err, 8+3)
+	}
+	for _, j := range more {
+		if _, held := d.held[j.id]; held {
+			t.Fatalf("claimed %s twice", j.id)
+		}
 	}
 	// The endpoint is full: nothing more is claimed.
 	for _, j := range jobs {
 		d.total++
 		d.inflight[j.endpointID]++
 	}
-	if more, _, _ := d.claim(ctx); len(more) != 0 {
+	if more, _, _ := d.claim(ctx, true); len(more) != 0 {
 		t.Errorf("claimed %d beyond the per-endpoint limit", len(more))
 	}
 	// The global limit holds across endpoints.
@@ -378,7 +386,7 @@ func TestClaimIsFair(t *testing.T) {
 	d2 := NewDispatcher(o, DispatcherConfig{Workers: 5, PerEndpoint: perEndpoint})
 	d2.total = claimAhead*5 - 1
 	d2.inflight[ep.ID] = room
-	if more, _, _ := d2.claim(ctx); len(more) != 1 || more[0].endpointID != ep2.ID {
+	if more, _, _ := d2.claim(ctx, true); len(more) != 1 || more[0].endpointID != ep2.ID {
 		t.Errorf("claimed %+v, want one delivery to %s", more, ep2.ID)
 	}
 }
@@ -395,20 +403,26 @@ func TestClaimNextDue(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := NewDispatcher(o, DispatcherConfig{})
-	jobs, next, err := d.claim(ctx)
+	jobs, next, err := d.claim(ctx, true)
 	if err != nil || len(jobs) != 0 || !next.Equal(due) {
 		t.Fatalf("claim = %v, %s, %v; want nothing, next %s", jobs, next, err, due)
 	}
 	*now = due
 	f := false
 	o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{Enabled: &f})
-	if jobs, next, _ := d.claim(ctx); len(jobs) != 0 || !next.IsZero() {
+	if jobs, next, _ := d.claim(ctx, true); len(jobs) != 0 || !next.IsZero() {
 		t.Fatalf("disabled endpoint: claimed %v, next %s", jobs, next)
 	}
 	tr := true
 	o.UpdateEndpoint(ctx, ep.ID, EndpointPatch{Enabled: &tr})
-	if jobs, _, _ := d.claim(ctx); len(jobs) != 1 {
+	jobs, _, _ = d.claim(ctx, true)
+	if len(jobs) != 1 {
 		t.Fatalf("re-enabled endpoint: claimed %v", jobs)
+	}
+	// A delivery in hand is still pending, but nothing else falls due.
+	d.hold(jobs[0])
+	if jobs, next, _ := d.claim(ctx, true); len(jobs) != 0 || !next.IsZero() {
+		t.Fatalf("with the only delivery in hand: claimed %v, next %s; want nothing, no next", jobs, next)
 	}
 }
 
@@ -499,7 +513,7 @@ func TestClaimedJobSeesEndpointChange(t *testing.T) {
 	}
 	appendEvent(t, o, "file.uploaded")
 	d := NewDispatcher(o, DispatcherConfig{Policy: NetPolicy{AllowPrivate: true}})
-	jobs, _, err := d.claim(ctx)
+	jobs, _, err := d.claim(ctx, true)
 	if err != nil || len(jobs) != 1 || jobs[0].ep.url != oldSrv.URL {
 		t.Fatalf("claim = %+v, %v", jobs, err)
 	}
@@ -508,12 +522,9 @@ func TestClaimedJobSeesEndpointChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.work(ctx, jobs[0])
-	it := <-d.records
-	<-d.done
-	if !it.release {
-		t.Fatalf("the claimed job was sent after its endpoint changed: %+v", it)
+	if f := <-d.done; f.attempted || len(d.records.items) != 0 {
+		t.Fatalf("the claimed job was sent after its endpoint changed: %+v", f)
 	}
-	d.recordBatch([]recItem{it})
 	if ds, _ := o.EventDeliveries(ctx, jobs[0].eventID); len(ds) != 1 || ds[0].Status != StatusPending || ds[0].AttemptCount != 0 {
 		t.Fatalf("after release: %+v", ds)
 	}
@@ -541,7 +552,7 @@ func TestRecordBatch(t *testing.T) {
 		appendEvent(t, o, "file.uploaded")
 	}
 	d := NewDispatcher(o, DispatcherConfig{})
-	jobs, _, err := d.claim(ctx)
+	jobs, _, err := d.claim(ctx, true)
 	if err != nil || len(jobs) != 5 {
 		t.Fatalf("claim = %d jobs, %v", len(jobs), err)
 	}
@@ -550,14 +561,13 @@ func TestRecordBatch(t *testing.T) {
 		{j: jobs[0], res: result{at: at, code: 204}},
 		{j: jobs[1], res: result{at: at, code: 500, err: "HTTP 500"}},
 		{j: jobs[2], res: result{at: at, err: "connection refused"}},
-		{j: jobs[3], release: true, next: at},
 		{j: jobs[4], res: result{at: at, code: 200}},
 	}
 	d.recordBatch(batch)
 	want := []struct {
 		status   string
 		attempts int
-	}{{StatusSucceeded, 1}, {StatusPending, 1}, {StatusPending, 1}, {StatusPending, 0}, {StatusSucceeded, 1}}
+	}{{StatusSucceeded, 1}, {StatusPending, 1}, {StatusPending, 1}, {StatusPending, 0}, {StatusSucceeded, 1}} // 3: not sent
 	for i, j := range jobs {
 		dl, err := o.GetDelivery(ctx, j.id)
 		if err != nil {
@@ -614,11 +624,10 @@ func TestStopReleasesQueuedDeliveries(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	var delivering int
-	o.r.QueryRow("SELECT COUNT(*) FROM deliveries WHERE status = 'delivering'").Scan(&delivering)
-	if delivering != n {
-		t.Fatalf("%d deliveries claimed, want all %d (one sending, the rest queued)", delivering, n)
+	if held := o.delivering.Load(); held != n {
+		t.Fatalf("%d deliveries claimed, want all %d (one sending, the rest queued)", held, n)
 	}
+	var delivering int
 	stop()
 	close(release)
 	<-finished

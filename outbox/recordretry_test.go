@@ -86,8 +86,8 @@ func waitStatuses(tb testing.TB, o *Outbox, want map[string]int, within time.Dur
 }
 
 // An attempt whose record fails (the database cannot commit) is recorded
-// later, without a restart: before, the delivery stayed "delivering" until
-// the next start, and an attempt that had failed was never retried.
+// later, without a restart, and its delivery is held meanwhile (pending in
+// the database, not claimed and sent again).
 func TestFailedRecordIsWrittenLater(t *testing.T) {
 	o, _ := mustOutbox(t)
 	hits := countingEndpoint(t, o)
@@ -99,9 +99,12 @@ func TestFailedRecordIsWrittenLater(t *testing.T) {
 			t.Fatal("the delivery never arrived")
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
-	if got := deliveryStatuses(t, o); got[StatusDelivering] != 1 {
-		t.Fatalf("deliveries %v while records fail, want 1 delivering", got)
+	time.Sleep(700 * time.Millisecond) // past the first retry of the record
+	if got := deliveryStatuses(t, o); got[StatusPending] != 1 {
+		t.Fatalf("deliveries %v while records fail, want 1 pending", got)
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("%d requests while the record fails, want 1: a held delivery is not sent again", n)
 	}
 	restore()
 	waitStatuses(t, o, map[string]int{StatusSucceeded: 1}, 5*time.Second)

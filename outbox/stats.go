@@ -10,7 +10,8 @@ import (
 
 // EndpointStats are one endpoint's recent figures, for the web UI.
 type EndpointStats struct {
-	// Succeeded and Failed count the attempts since the window's start.
+	// Succeeded and Failed count the attempts since the start of the
+	// window's first hour.
 	Succeeded, Failed int
 	// Pending counts the deliveries not finished yet.
 	Pending int
@@ -18,28 +19,24 @@ type EndpointStats struct {
 	LastFailure *Attempt
 }
 
-// EndpointStats returns the figures of endpoint id since since.
+// EndpointStats returns the figures of endpoint id since the start of
+// since's hour. They come from the hourly history and the endpoint's
+// record of its last failure, so they cost the same however many attempts
+// the endpoint made.
 func (o *Outbox) EndpointStats(ctx context.Context, id string, since time.Time) (EndpointStats, error) {
 	var s EndpointStats
-	err := o.r.QueryRowContext(ctx, `SELECT
-			COALESCE(SUM(CASE WHEN t.status_code BETWEEN 200 AND 299 THEN 1 ELSE 0 END), 0),
-			COALESCE(SUM(CASE WHEN t.status_code BETWEEN 200 AND 299 THEN 0 ELSE 1 END), 0)
-		FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id
-		WHERE d.endpoint_id = ? AND t.attempted_at >= ?`, id, since.UnixMilli()).Scan(&s.Succeeded, &s.Failed)
+	err := o.r.QueryRowContext(ctx, sqlStatsAttempts, id, hourOf(since)).Scan(&s.Succeeded, &s.Failed)
 	if err != nil {
 		return s, fmt.Errorf("outbox: endpoint figures: %w", err)
 	}
-	err = o.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ? AND status IN (?, ?)`,
-		id, StatusPending, StatusDelivering).Scan(&s.Pending)
+	err = o.r.QueryRowContext(ctx, sqlStatsOpen, id).Scan(&s.Pending)
 	if err != nil {
 		return s, fmt.Errorf("outbox: endpoint figures: %w", err)
 	}
 	var at Attempt
 	var when int64
-	err = o.r.QueryRowContext(ctx, `SELECT t.attempted_at, t.duration_ms, t.url, t.status_code, t.response_body, t.error
-		FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id
-		WHERE d.endpoint_id = ? AND (t.status_code IS NULL OR t.status_code NOT BETWEEN 200 AND 299)
-		ORDER BY t.id DESC LIMIT 1`, id).Scan(&when, &at.DurationMS, &at.URL, &at.StatusCode, &at.ResponseBody, &at.Error)
+	err = o.r.QueryRowContext(ctx, sqlStatsLastFailure, id).Scan(
+		&when, &at.DurationMS, &at.URL, &at.StatusCode, &at.ResponseBody, &at.Error)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
@@ -51,6 +48,19 @@ func (o *Outbox) EndpointStats(ctx context.Context, id string, since time.Time) 
 	return s, nil
 }
 
+// The queries of EndpointStats and Totals (their plans are tested).
+const (
+	sqlStatsAttempts = `SELECT COALESCE(SUM(success), 0), COALESCE(SUM(http_error + network_error + timeout + refused), 0)
+		FROM delivery_hourly WHERE endpoint_id = ? AND hour >= ?`
+	sqlStatsOpen = `SELECT (SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ?1 AND status = 'pending')
+		+ (SELECT COUNT(*) FROM deliveries WHERE endpoint_id = ?1 AND status = 'delivering')`
+	sqlStatsLastFailure = `SELECT t.attempted_at, t.duration_ms, t.url, t.status_code, t.response_body, t.error
+		FROM endpoints ep JOIN delivery_attempts t ON t.id = ep.last_failure_id WHERE ep.id = ?`
+	sqlTotals = `SELECT (SELECT n FROM outbox_counters WHERE name = 'events'),
+		(SELECT n FROM outbox_counters WHERE name = 'deliveries_open'),
+		(SELECT n FROM outbox_counters WHERE name = 'deliveries_failed')`
+)
+
 // Totals are the outbox's figures for the dashboard.
 type Totals struct {
 	Events int64
@@ -58,27 +68,30 @@ type Totals struct {
 	Backlog, Failed int64
 }
 
-// Totals counts events and unfinished and failed deliveries.
+// Totals returns the counts of events and of unfinished and failed
+// deliveries, which triggers keep in the transaction of every change.
 func (o *Outbox) Totals(ctx context.Context) (Totals, error) {
 	var t Totals
-	err := o.r.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM events),
-			(SELECT COUNT(*) FROM deliveries WHERE status IN (?, ?)),
-			(SELECT COUNT(*) FROM deliveries WHERE status = ?)`,
-		StatusPending, StatusDelivering, StatusFailed).Scan(&t.Events, &t.Backlog, &t.Failed)
+	err := o.r.QueryRowContext(ctx, sqlTotals).Scan(&t.Events, &t.Backlog, &t.Failed)
 	if err != nil {
 		return t, fmt.Errorf("outbox: totals: %w", err)
 	}
 	return t, nil
 }
 
-// PruneEvents removes, in batches of batch, the events created before
-// before whose file is gone (or that have no file: test events) and that
+// PruneEvents removes the hourly delivery history of the hours before
+// before's and, in batches of batch, the events created before before
+// whose file is gone (or that have no file: test events) and that
 // have no delivery left to make; their deliveries and attempts go with
 // them. gone reports which of some file ids are gone (deleted) — the
 // outbox knows events, not files. Events of files that are not gone stay
 // whatever their age. It returns how many events it removed.
 func (o *Outbox) PruneEvents(ctx context.Context, before time.Time, batch int,
 	gone func(ctx context.Context, fileIDs []string) (map[string]bool, error)) (int, error) {
+	// The hourly history goes with the events it counted.
+	if _, err := o.w.ExecContext(ctx, "DELETE FROM delivery_hourly WHERE hour < ?", hourOf(before)); err != nil {
+		return 0, fmt.Errorf("outbox: prune history: %w", err)
+	}
 	pruned := 0
 	after := int64(0) // seq of the last candidate looked at
 	for {

@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	portalbench [-short] [-scenarios 1,2,5,6] [-reps N] [-bin build/portal] [-out build/bench/results.json]
+//	portalbench [-short] [-scenarios 1,2,5,6,7] [-reps N] [-bin build/portal] [-out build/bench/results.json]
 package main
 
 import (
@@ -48,6 +48,10 @@ type sizes struct {
 	ListReps           int
 	EventUploads       int // uploads at 20/s for the event latency
 	Backlog            int // events to deliver
+	NoisyEvents        int // small uploads per phase of scenario 7, at NoisyRate/s
+	NoisyRate          int
+	NoisyBgConc        int // background uploads of NoisyBgSize in its last phase
+	NoisyBgSize        int64
 }
 
 var fullSizes = sizes{
@@ -56,6 +60,7 @@ var fullSizes = sizes{
 	MemConc: 50, MemConcSize: 256 * miB, MemSmall: 10 * miB, MemLarge: giB,
 	Rows: 1_000_000, ListReps: 30,
 	EventUploads: 300, Backlog: 100_000,
+	NoisyEvents: 600, NoisyRate: 50, NoisyBgConc: 16, NoisyBgSize: 64 * miB,
 }
 
 var shortSizes = sizes{
@@ -64,6 +69,7 @@ var shortSizes = sizes{
 	MemConc: 3, MemConcSize: 2 * miB, MemSmall: miB, MemLarge: 4 * miB,
 	Rows: 2_000, ListReps: 3,
 	EventUploads: 10, Backlog: 300,
+	NoisyEvents: 10, NoisyRate: 50, NoisyBgConc: 2, NoisyBgSize: miB,
 }
 
 // options are the command line.
@@ -89,7 +95,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.short, "short", false, "tiny sizes: a smoke run of the harness, not a measurement")
 	fs.IntVar(&o.reps, "reps", 5, "repetitions of each upload case (the finalize case runs 3×)")
 	fs.IntVar(&o.memReps, "mem-reps", 3, "repetitions of each memory case")
-	fs.StringVar(&scen, "scenarios", "1,2,3,4,5,6", "comma-separated scenarios to run")
+	fs.StringVar(&scen, "scenarios", "1,2,3,4,5,6,7", "comma-separated scenarios to run")
 	fs.StringVar(&o.dir, "dir", "", "where to put the run's scratch directory (uploads, databases; default: the system's temporary directory)")
 	fs.StringVar(&o.out, "out", "build/bench/results.json", "where to write the JSON results")
 	fs.StringVar(&o.bin, "bin", "build/portal", "portal binary for the memory scenario (5)")
@@ -104,8 +110,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, s := range strings.Split(scen, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 6 {
-			return o, fmt.Errorf("-scenarios: %q is not a scenario number 1..6", s)
+		if err != nil || n < 1 || n > 7 {
+			return o, fmt.Errorf("-scenarios: %q is not a scenario number 1..7", s)
 		}
 		o.scenarios = append(o.scenarios, n)
 	}
@@ -203,6 +209,7 @@ func benchmark(ctx context.Context, o options) (*Report, error) {
 		4: b.deliveryThroughput,
 		5: b.memory,
 		6: b.registry,
+		7: b.noisyNeighbours,
 	}
 	var errs []error
 	for _, n := range slices.Compact(slices.Sorted(slices.Values(o.scenarios))) {
