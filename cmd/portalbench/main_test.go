@@ -19,7 +19,7 @@ import (
 // SHA-256 (scenario 1 checks) and no byte is read back to finish a digest.
 // It asserts no timing: the figures of a smoke run mean nothing.
 func TestSmoke(t *testing.T) {
-	scenarios := []int{1, 2, 3, 4, 6, 7}
+	scenarios := []int{1, 2, 3, 4, 6, 7, 8}
 	bin := ""
 	if !testing.Short() {
 		if _, err := exec.LookPath("go"); err == nil {
