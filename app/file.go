@@ -195,38 +195,39 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 		ExpiresAt:   now.Add(a.fileTTL(c.MetaData)),
 	}
 	meta, _ := json.Marshal(f.Metadata)
-	tx, err := a.db.W.BeginTx(ctx, nil)
+	stored := false
+	err := a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		stored = false // (a job may run twice: see committer.commit)
+		// The owner recorded when the upload was created: the same whether
+		// a request or the sweep finalizes it.
+		owner, err := ownerOfUpload(ctx, tx, tus.BaseID(c.UploadID))
+		if err != nil {
+			return err
+		}
+		f.OwnerID, f.OwnerUsername = owner.UserID, owner.Username
+		res, err := tx.ExecContext(ctx, `INSERT INTO files (id, upload_id, filename, content_type, size_bytes, sha256,
+			storage_backend, storage_bucket, storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (upload_id) DO NOTHING`,
+			f.ID, f.UploadID, f.Filename, f.ContentType, f.SizeBytes, f.SHA256,
+			f.Storage.Backend, f.Storage.Bucket, f.Storage.Key, string(meta), f.Status, f.OwnerID, f.OwnerUsername,
+			f.StoredAt.UnixMilli(), f.ExpiresAt.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("insert file: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // finalized before
+		}
+		if err := a.finishUpload(ctx, tx, f, now); err != nil {
+			return err
+		}
+		stored = true
+		return a.appendFileEvent(ctx, tx, EventFileUploaded, now, f, fileOwnerActor(f), "")
+	})
 	if err != nil {
 		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
 	}
-	defer tx.Rollback()
-	// The owner recorded when the upload was created: the same whether a
-	// request or the sweep finalizes it.
-	owner, err := ownerOfUpload(ctx, tx, tus.BaseID(c.UploadID))
-	if err != nil {
-		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
-	}
-	f.OwnerID, f.OwnerUsername = owner.UserID, owner.Username
-	res, err := tx.ExecContext(ctx, `INSERT INTO files (id, upload_id, filename, content_type, size_bytes, sha256,
-		storage_backend, storage_bucket, storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (upload_id) DO NOTHING`,
-		f.ID, f.UploadID, f.Filename, f.ContentType, f.SizeBytes, f.SHA256,
-		f.Storage.Backend, f.Storage.Bucket, f.Storage.Key, string(meta), f.Status, f.OwnerID, f.OwnerUsername,
-		f.StoredAt.UnixMilli(), f.ExpiresAt.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("finalize %s: insert file: %w", c.UploadID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil // finalized before
-	}
-	if err := a.finishUpload(ctx, tx, f, now); err != nil {
-		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
-	}
-	if err := a.appendFileEvent(ctx, tx, EventFileUploaded, now, f, fileOwnerActor(f), ""); err != nil {
-		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("finalize %s: commit: %w", c.UploadID, err)
+	if !stored {
+		return nil
 	}
 	a.outbox.Committed()
 	a.log.Info("file stored", "file_id", f.ID, "upload_id", f.UploadID, "size", f.SizeBytes,
