@@ -116,20 +116,23 @@ func contentTypeOf(meta map[string]string) string {
 // Content-Disposition header: the base name only, no control characters,
 // bounded length, never empty.
 func cleanFilename(name string) string {
-	name = strings.ReplaceAll(name, "\\", "/")
-	name = path.Base(strings.TrimSpace(name))
+	// Control characters go first and the name is trimmed last, so what
+	// they hid or the cut left ("\x00 a", "a/ b", "..<spaces>x") is not
+	// left with surrounding space or as "..": cleaning again changes nothing.
 	name = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == utf8.RuneError {
 			return -1
 		}
 		return r
-	}, name)
-	if name == "." || name == "/" || name == ".." || name == "" {
-		return "upload"
-	}
+	}, strings.ReplaceAll(name, "\\", "/"))
+	name = path.Base(strings.TrimSpace(name))
 	for len(name) > maxFilenameLen {
 		_, size := utf8.DecodeLastRuneInString(name)
 		name = name[:len(name)-size]
+	}
+	name = strings.TrimSpace(name)
+	if name == "." || name == "/" || name == ".." || name == "" {
+		return "upload"
 	}
 	return name
 }
