@@ -67,13 +67,14 @@ func (e errBadMetadata) Error() string { return e.msg }
 // upload is refused with a 400 before any byte is sent.
 func checkMetadata(meta map[string]string) error {
 	total := 0
-	extra := 0
+	extra, extraTotal := 0, 0
 	for k, v := range meta {
 		total += len(k) + len(v)
 		if reservedMeta[k] {
 			continue
 		}
 		extra++
+		extraTotal += len(k) + len(v)
 		if len(k) > maxMetaKeyLen || len(v) > maxMetaValueLen {
 			return errBadMetadata{fmt.Sprintf("metadata %q: keys may have %d bytes and values %d", truncate(k, 64), maxMetaKeyLen, maxMetaValueLen)}
 		}
@@ -84,7 +85,9 @@ func checkMetadata(meta map[string]string) error {
 	if extra > maxMetaKeys {
 		return errBadMetadata{fmt.Sprintf("metadata: at most %d keys besides filename and filetype", maxMetaKeys)}
 	}
-	if total > maxMetaTotal+2*maxFilenameLen {
+	// The keys besides the reserved ones are what finalize records
+	// (extraMetadata): bounded alike, so nothing accepted here is dropped.
+	if total > maxMetaTotal+2*maxFilenameLen || extraTotal > maxMetaTotal {
 		return errBadMetadata{fmt.Sprintf("metadata: at most %d bytes in all", maxMetaTotal)}
 	}
 	if err := checkTTLMeta(meta); err != nil {
