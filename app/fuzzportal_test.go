@@ -132,6 +132,7 @@ func (p *fuzzPortal) refresh(tb testing.TB) {
 		}
 		return n > 0
 	}
+	p.prune(tb)
 	if !exists("SELECT COUNT(*) FROM users WHERE id = ?", p.ids["{user}"]) {
 		u := mustUser(tb, p.a, fmt.Sprintf("target-%d", time.Now().UnixNano()), RoleUploader)
 		p.ids["{user}"], p.ids["{token}"] = u.ID, ""
@@ -171,6 +172,47 @@ func (p *fuzzPortal) refresh(tb testing.TB) {
 		if ds := whEvent(tb, p.a, evs[0].ID).Deliveries; len(ds) > 0 {
 			p.ids["{delivery}"] = ds[0].ID
 		}
+	}
+}
+
+// fuzzKeep is how many users, endpoints and tokens that fuzzed requests
+// created are kept: the pages that list them (a refused form shows one) would
+// slow the fuzzer down as thousands pile up.
+const fuzzKeep = 50
+
+// prune removes the newest users, endpoints and tokens beyond fuzzKeep
+// that were not made by the harness (p.mu held).
+func (p *fuzzPortal) prune(tb testing.TB) {
+	tb.Helper()
+	ctx := context.Background()
+	ids := func(q string, args ...any) []string {
+		rows, err := p.a.db.R.QueryContext(ctx, q, args...)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				tb.Fatal(err)
+			}
+			out = append(out, id)
+		}
+		return out
+	}
+	for _, id := range ids(`SELECT id FROM endpoints WHERE deleted_at IS NULL AND id != ? ORDER BY id LIMIT -1 OFFSET ?`,
+		p.ids["{endpoint}"], fuzzKeep) {
+		p.a.outbox.DeleteEndpoint(ctx, id)
+	}
+	for _, id := range ids(`SELECT id FROM users WHERE username NOT IN ('admin', 'fuzzer', 'victim') AND username NOT LIKE 'target-%'
+		ORDER BY id LIMIT -1 OFFSET ?`, fuzzKeep) {
+		p.a.deleteUser(ctx, id) // the last admin stays (deleteUser refuses)
+	}
+	// Tokens the harness made are named test, scoped or target.
+	if _, err := p.a.db.W.ExecContext(ctx, `DELETE FROM tokens WHERE name NOT IN ('test', 'scoped', 'target')
+		AND id NOT IN (SELECT id FROM tokens ORDER BY id LIMIT ?)`, fuzzKeep); err != nil {
+		tb.Fatal(err)
 	}
 }
 

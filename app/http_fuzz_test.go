@@ -205,3 +205,33 @@ func loginCredentials(mediaType string, body []byte) (string, string) {
 	q, _ := url.ParseQuery(string(body))
 	return q.Get("username"), q.Get("password")
 }
+
+// fuzzFormRoutes are the web UI's forms.
+var fuzzFormRoutes = []string{
+	"/ui/endpoints", "/ui/endpoints/{endpoint}", "/ui/endpoints/{endpoint}/enable", "/ui/endpoints/{endpoint}/disable",
+	"/ui/endpoints/{endpoint}/rotate-secret", "/ui/endpoints/{endpoint}/test", "/ui/endpoints/{endpoint}/replay",
+	"/ui/endpoints/{endpoint}/delete", "/ui/users", "/ui/users/{user}", "/ui/users/{user}/delete", "/ui/tokens",
+	"/ui/tokens/{token}/revoke", "/ui/files/{file}/delete", "/ui/deliveries/{delivery}/retry",
+}
+
+// FuzzUIForm posts fuzzed forms to the web UI's form routes (as the
+// admin's session, or another client). Beyond the answer checks: a
+// refused form changes nothing, and a form only ever redirects to a path
+// on the portal (webui.SafeNext: no other host, no control characters).
+func FuzzUIForm(f *testing.F) {
+	p := newFuzzPortal(f, Config{})
+	f.Fuzz(func(t *testing.T, route, who uint8, form string) {
+		target := p.subst(fuzzFormRoutes[int(route)%len(fuzzFormRoutes)])
+		before := p.state(t)
+		ans, ok := p.do(t, http.MethodPost, target, p.cred(who),
+			http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte(p.subst(form)))
+		if !ok {
+			return
+		}
+		p.check(t, ans, false)
+		p.checkRefusalChangedNothing(t, ans, before)
+		if loc := ans.header.Get("Location"); ans.status/100 == 3 && webui.SafeNext(loc) != loc {
+			t.Fatalf("%s: the form redirects to %q", ans, loc)
+		}
+	})
+}

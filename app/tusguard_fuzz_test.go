@@ -150,8 +150,9 @@ var fuzzTusTargets = []string{"", "{fresh}", "{victim}", "{partial}", "", "{uplo
 var fuzzTusMethods = []string{"POST", "HEAD", "PATCH", "DELETE", "GET", "OPTIONS"}
 
 // FuzzTusRequest sends fuzzed tus requests (method, upload id, the headers
-// the portal or tusd reads, a body) to /files/ on a portal with anonymous
-// uploads on. Properties beyond the answer checks:
+// the portal or tusd reads, more headers as "Name: value" lines, a body)
+// to /files/ on a portal with anonymous uploads and the IETF draft on.
+// Properties beyond the answer checks:
 //   - a credential that is present and invalid is refused with 401;
 //   - a malformed upload id is 404, and nothing named after it exists in
 //     the upload directory;
@@ -160,7 +161,7 @@ var fuzzTusMethods = []string{"POST", "HEAD", "PATCH", "DELETE", "GET", "OPTIONS
 //     the client may write (never the victim's, unless an admin asks);
 //   - a created upload is within the size limit.
 func FuzzTusRequest(f *testing.F) {
-	p := newFuzzPortal(f, Config{AnonymousUploads: true})
+	p := newFuzzPortal(f, Config{AnonymousUploads: true, IETFDraft: true})
 	victim := mustUser(f, p.a, "victim", RoleUploader)
 	p.ids["{victim}"] = tusPartial(f, p, mustToken(f, p.a, victim, nil))
 	fuzzer, _, err := userByName(context.Background(), p.a.db.R, "fuzzer")
@@ -171,7 +172,7 @@ func FuzzTusRequest(f *testing.F) {
 	p.ids["{partial}"] = tusPartial(f, p, fuzzerToken)
 	mayUseVictims := map[string]bool{"admin": true, "admin session": true}
 	badCred := map[string]bool{"bad token": true, "basic": true, "bad session": true}
-	f.Fuzz(func(t *testing.T, who, method, target uint8, rawID, length, offset, meta, concat, override string, body []byte) {
+	f.Fuzz(func(t *testing.T, who, method, target uint8, rawID, length, offset, meta, concat, override, extra string, body []byte) {
 		cred := p.cred(who)
 		m := fuzzTusMethods[int(method)%len(fuzzTusMethods)]
 		// The client's own fresh upload of 16 bytes, removed afterwards.
@@ -204,6 +205,11 @@ func FuzzTusRequest(f *testing.F) {
 		}
 		if m == http.MethodPatch || len(body) > 0 {
 			hdr.Set("Content-Type", "application/offset+octet-stream")
+		}
+		for _, line := range strings.Split(subst(extra), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok {
+				hdr.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
 		}
 		before := p.state(t)
 		ans, ok := p.do(t, m, "/files/"+id, cred, hdr, body)
