@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench
+.PHONY: all build run test test-go test-node vet fmt-check clean tools prometheus-check docker-lint ui e2e chromium bench fuzz
 
 all: build
 
@@ -107,6 +107,14 @@ BENCH_FLAGS ?=
 bench: build
 	$(GO) build -o build/portalbench ./cmd/portalbench
 	./build/portalbench -bin $(BIN) -dir build/bench -out build/bench/results.json $(BENCH_FLAGS)
+
+## fuzz: run every Go fuzz target for FUZZTIME each (default 20s; `make
+## test` runs only their seed corpora) and print each one's executions.
+## FUZZ=<regexp> picks targets, e.g. make fuzz FUZZ=Tus FUZZTIME=5m.
+FUZZTIME ?= 20s
+FUZZ     ?= .
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ='$(FUZZ)' scripts/fuzz.sh
 
 clean:
 	rm -rf build
