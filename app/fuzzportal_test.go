@@ -2,7 +2,9 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,8 +34,9 @@ type fuzzPortal struct {
 	logs   *fuzzLog
 	creds  []fuzzCred
 
-	mu  sync.Mutex
-	ids map[string]string // placeholder -> id
+	mu      sync.Mutex
+	ids     map[string]string // placeholder -> id
+	session string            // the admin's session cookie (the "admin session" client)
 }
 
 // fuzzCred is one way a fuzzed request is sent: a header and its value.
@@ -47,17 +50,24 @@ const fuzzUserPassword = "fuzz-password-1"
 
 // newFuzzPortal starts the portal of a fuzz target with its fixtures. It
 // allows webhooks only to 127.0.0.1 (so the policy refuses the rest), caps
-// uploads at 1 MiB and does not rate-limit sign-ins.
+// uploads at 1 MiB, does not rate-limit sign-ins and runs no background
+// job that would change the database while a request is checked.
 func newFuzzPortal(f *testing.F, cfg Config) *fuzzPortal {
 	f.Helper()
 	logs := &fuzzLog{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
 	cfg.wrapHandler = func(h http.Handler) http.Handler { return h } // the fuzz targets check answers themselves
 	cfg.AuthRateLimit = -1
-	cfg.MaxUploadSize = cmpOr(cfg.MaxUploadSize, 1<<20)
+	cfg.MaxUploadSize = cmp.Or(cfg.MaxUploadSize, 1<<20)
 	cfg.EndpointAllowCIDRs = []string{"127.0.0.1/32"}
 	cfg.DeliveryTimeout = time.Second
 	cfg.DeliverySchedule = []time.Duration{time.Hour}
+	// Nothing changes the database behind a request's back: the expiry
+	// jobs would add events and delete files a fuzzed ttl let expire, the
+	// sweep finalize uploads, the dispatcher disable endpoints.
+	cfg.ExpirySchedule, cfg.CleanupSchedule = "0 0 1 1 *", "0 0 1 1 *"
+	cfg.SweepInterval = 24 * time.Hour
+	cfg.EndpointDisableAfter = -1
 	a := MustOpen(f, cfg)
 	p := &fuzzPortal{a: a, logs: logs, ids: map[string]string{},
 		client: &http.Client{Timeout: 30 * time.Second,
@@ -71,10 +81,6 @@ func newFuzzPortal(f *testing.F, cfg Config) *fuzzPortal {
 	if err := setPassword(ctx, a, fuzzer, fuzzUserPassword); err != nil {
 		f.Fatal(err)
 	}
-	session, _, err := a.createSession(ctx, admin)
-	if err != nil {
-		f.Fatal(err)
-	}
 	_, scoped, err := insertToken(ctx, a.db.W, admin, "scoped", []access.Scope{access.ScopeFilesRead}, a.cfg.Now(), nil)
 	if err != nil {
 		f.Fatal(err)
@@ -82,7 +88,7 @@ func newFuzzPortal(f *testing.F, cfg Config) *fuzzPortal {
 	p.creds = []fuzzCred{
 		{"admin", "Authorization", "Bearer " + mustAdminToken(f, a)},
 		{"uploader", "Authorization", "Bearer " + mustToken(f, a, fuzzer, nil)},
-		{"admin session", "Cookie", sessionCookie + "=" + session},
+		{"admin session", "Cookie", ""}, // refresh starts the session
 		{"nobody", "", ""},
 		{"bad token", "Authorization", "Bearer " + TokenPrefix + "nope"},
 		{"basic", "Authorization", "Basic " + basicAuth("fuzzer", fuzzUserPassword)},
@@ -93,17 +99,8 @@ func newFuzzPortal(f *testing.F, cfg Config) *fuzzPortal {
 	return p
 }
 
-func cmpOr(a, b int64) int64 {
-	if a != 0 {
-		return a
-	}
-	return b
-}
-
 func basicAuth(user, pw string) string {
-	r, _ := http.NewRequest(http.MethodGet, "/", nil)
-	r.SetBasicAuth(user, pw)
-	return strings.TrimPrefix(r.Header.Get("Authorization"), "Basic ")
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pw))
 }
 
 // setPassword gives u a known password (mustUser's is derived from the name).
@@ -133,6 +130,21 @@ func (p *fuzzPortal) refresh(tb testing.TB) {
 		return n > 0
 	}
 	p.prune(tb)
+	// A fuzzed sign-in or sign-out with the admin's cookie ends the session.
+	if !exists("SELECT COUNT(*) FROM sessions WHERE hash = ?", secretHash(p.session)) {
+		admin, _, err := userByName(ctx, db, "admin")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if p.session, _, err = p.a.createSession(ctx, admin); err != nil {
+			tb.Fatal(err)
+		}
+		for i := range p.creds {
+			if p.creds[i].who == "admin session" {
+				p.creds[i].value = sessionCookie + "=" + p.session
+			}
+		}
+	}
 	if !exists("SELECT COUNT(*) FROM users WHERE id = ?", p.ids["{user}"]) {
 		u := mustUser(tb, p.a, fmt.Sprintf("target-%d", time.Now().UnixNano()), RoleUploader)
 		p.ids["{user}"], p.ids["{token}"] = u.ID, ""
