@@ -153,6 +153,9 @@ func (a *App) authorizeUpload(r *http.Request, method string) *Error {
 		if _, err := a.ops.policy.Check(p.identity(), access.UploadCreate); err != nil {
 			return apiError(opError(err, ""))
 		}
+		if e := checkCreationBody(r); e != nil {
+			return e
+		}
 		return a.authorizeConcat(r, p)
 	}
 	if !a.tus.ValidID(id) {
@@ -164,6 +167,22 @@ func (a *App) authorizeUpload(r *http.Request, method string) *Error {
 		op = access.UploadRead
 	}
 	return a.authorizeUploadID(r, p, id, op)
+}
+
+// checkCreationBody refuses a creation that carries more bytes than its
+// Upload-Length declares. tusd would create the upload first and then
+// answer 413 without its Location: an upload its client never learns of
+// (complete if it declared 0 bytes, so the sweep would make it a file).
+func checkCreationBody(r *http.Request) *Error {
+	if r.Header.Get("Content-Type") != "application/offset+octet-stream" || r.ContentLength <= 0 {
+		return nil
+	}
+	n, err := strconv.ParseInt(r.Header.Get("Upload-Length"), 10, 64)
+	if err != nil || r.ContentLength <= n {
+		return nil // tusd refuses a bad Upload-Length itself
+	}
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
+		Message: fmt.Sprintf("the request carries %d bytes, more than its Upload-Length of %d", r.ContentLength, n)}
 }
 
 // maxConcatParts bounds the partial uploads one concatenation may name.
