@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -153,7 +154,7 @@ func (a *App) authorizeUpload(r *http.Request, method string) *Error {
 		if _, err := a.ops.policy.Check(p.identity(), access.UploadCreate); err != nil {
 			return apiError(opError(err, ""))
 		}
-		if e := checkCreationBody(r); e != nil {
+		if e := checkCreation(r, a.cfg.IETFDraft); e != nil {
 			return e
 		}
 		return a.authorizeConcat(r, p)
@@ -169,11 +170,23 @@ func (a *App) authorizeUpload(r *http.Request, method string) *Error {
 	return a.authorizeUploadID(r, p, id, op)
 }
 
-// checkCreationBody refuses a creation that carries more bytes than its
-// Upload-Length declares. tusd would create the upload first and then
-// answer 413 without its Location: an upload its client never learns of
-// (complete if it declared 0 bytes, so the sweep would make it a file).
-func checkCreationBody(r *http.Request) *Error {
+// checkCreation refuses what tusd v2.10.1 mishandles in a creation:
+//   - under the IETF draft, a Content-Type or Content-Disposition that does
+//     not parse: tusd passes mime's error on, which it answers with a 500;
+//   - more bytes than the Upload-Length declares: tusd creates the upload,
+//     then answers 413 without its Location, an upload its client never
+//     learns of (complete if it declared 0 bytes, so the sweep would make
+//     it a file).
+func checkCreation(r *http.Request, ietfDraft bool) *Error {
+	if ietfDraft && slices.Contains([]string{"3", "4", "5", "6"}, r.Header.Get("Upload-Draft-Interop-Version")) {
+		for _, h := range []string{"Content-Type", "Content-Disposition"} {
+			if v := r.Header.Get(h); v != "" {
+				if _, _, err := mime.ParseMediaType(v); err != nil {
+					return errBadRequest(h + " does not parse: " + err.Error())
+				}
+			}
+		}
+	}
 	if r.Header.Get("Content-Type") != "application/offset+octet-stream" || r.ContentLength <= 0 {
 		return nil
 	}
