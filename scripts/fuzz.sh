@@ -42,8 +42,12 @@ while IFS=$'\t' read -r dir name; do
     failed=1
     cat "$log"
   fi
+  # executions of new inputs; a short run may spend all its time on the
+  # baseline (seeds and the inputs earlier runs kept in the go cache)
   execs=$(grep -o 'execs: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
-  summary+=("$(printf '%-26s %-14s %4s %10s execs %4ss' "$name" "$dir" "$status" "${execs:-?}" "$(( $(date +%s) - t0 ))")")
+  baseline=$(grep -o 'baseline coverage: [0-9]*/[0-9]*' "$log" | tail -1 | grep -o '[0-9]*/[0-9]*$')
+  summary+=("$(printf '%-26s %-14s %4s %10s execs %4ss  baseline %s' "$name" "$dir" "$status" "${execs:-0}" \
+    "$(( $(date +%s) - t0 ))" "${baseline:-?}")")
   echo "${summary[-1]}"
 done <<<"$targets"
 
