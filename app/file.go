@@ -70,13 +70,14 @@ func (e errBadMetadata) Error() string { return e.msg }
 // upload is refused with a 400 before any byte is sent.
 func checkMetadata(meta map[string]string) error {
 	total := 0
-	extra := 0
+	extra, extraTotal := 0, 0
 	for k, v := range meta {
 		total += len(k) + len(v)
 		if reservedMeta[k] {
 			continue
 		}
 		extra++
+		extraTotal += len(k) + len(v)
 		if len(k) > maxMetaKeyLen || len(v) > maxMetaValueLen {
 			return errBadMetadata{fmt.Sprintf("metadata %q: keys may have %d bytes and values %d", truncate(k, 64), maxMetaKeyLen, maxMetaValueLen)}
 		}
@@ -87,7 +88,9 @@ func checkMetadata(meta map[string]string) error {
 	if extra > maxMetaKeys {
 		return errBadMetadata{fmt.Sprintf("metadata: at most %d keys besides filename and filetype", maxMetaKeys)}
 	}
-	if total > maxMetaTotal+2*maxFilenameLen {
+	// The keys besides the reserved ones are what finalize records
+	// (extraMetadata): bounded alike, so nothing accepted here is dropped.
+	if total > maxMetaTotal+2*maxFilenameLen || extraTotal > maxMetaTotal {
 		return errBadMetadata{fmt.Sprintf("metadata: at most %d bytes in all", maxMetaTotal)}
 	}
 	if err := checkTTLMeta(meta); err != nil {
@@ -119,20 +122,23 @@ func contentTypeOf(meta map[string]string) string {
 // Content-Disposition header: the base name only, no control characters,
 // bounded length, never empty.
 func cleanFilename(name string) string {
-	name = strings.ReplaceAll(name, "\\", "/")
-	name = path.Base(strings.TrimSpace(name))
+	// Control characters go first and the name is trimmed last, so what
+	// they hid or the cut left ("\x00 a", "a/ b", "..<spaces>x") is not
+	// left with surrounding space or as "..": cleaning again changes nothing.
 	name = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == utf8.RuneError {
 			return -1
 		}
 		return r
-	}, name)
-	if name == "." || name == "/" || name == ".." || name == "" {
-		return "upload"
-	}
+	}, strings.ReplaceAll(name, "\\", "/"))
+	name = path.Base(strings.TrimSpace(name))
 	for len(name) > maxFilenameLen {
 		_, size := utf8.DecodeLastRuneInString(name)
 		name = name[:len(name)-size]
+	}
+	name = strings.TrimSpace(name)
+	if name == "." || name == "/" || name == ".." || name == "" {
+		return "upload"
 	}
 	return name
 }
