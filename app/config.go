@@ -210,7 +210,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, errors.New("expiry notice window and incomplete-upload TTL must be positive"))
 	}
 	for _, sc := range [][2]string{{"expiry", c.ExpirySchedule}, {"cleanup", c.CleanupSchedule}} {
-		if _, err := parseSchedule(sc[1]); err != nil {
+		if _, err := ParseSchedule(sc[1]); err != nil {
 			errs = append(errs, fmt.Errorf("%s schedule %q: %w", sc[0], sc[1], err))
 		}
 	}
@@ -266,10 +266,10 @@ func (c *Config) deliveryDefaults() []error {
 	return errs
 }
 
-// parseSchedule is cron.ParseStandard without its panic on a time zone
+// ParseSchedule is cron.ParseStandard without its panic on a time zone
 // with nothing after it ("TZ=UTC": robfig/cron v3.0.1 slices up to the
 // first space, which is not there).
-func parseSchedule(spec string) (cron.Schedule, error) {
+func ParseSchedule(spec string) (cron.Schedule, error) {
 	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
 		return nil, errors.New("a time zone needs a schedule after it (TZ=Europe/Berlin 0 3 * * *)")
 	}

@@ -29,10 +29,11 @@ import (
 // {user}, {token}, {file}, {upload}, {event}, {delivery}) and picks who
 // sends a request from fuzzCreds.
 type fuzzPortal struct {
-	a      *App
-	client *http.Client
-	logs   *fuzzLog
-	creds  []fuzzCred
+	a        *App
+	findings *fuzzFindings
+	client   *http.Client
+	logs     *fuzzLog
+	creds    []fuzzCred
 
 	mu      sync.Mutex
 	ids     map[string]string // placeholder -> id
@@ -69,7 +70,7 @@ func newFuzzPortal(f *testing.F, cfg Config) *fuzzPortal {
 	cfg.SweepInterval = 24 * time.Hour
 	cfg.EndpointDisableAfter = -1
 	a := MustOpen(f, cfg)
-	p := &fuzzPortal{a: a, logs: logs, ids: map[string]string{},
+	p := &fuzzPortal{a: a, findings: fuzzFindingsOf(f), logs: logs, ids: map[string]string{},
 		client: &http.Client{Timeout: 30 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	ctx := context.Background()
@@ -321,6 +322,9 @@ func escapeFuzz(s string) string {
 // JSON route is a JSON error with a code and a message.
 func (p *fuzzPortal) check(t *testing.T, ans fuzzAnswer, jsonRoute bool) {
 	t.Helper()
+	if msgs := p.findings.take(); len(msgs) > 0 {
+		t.Fatalf("%s:\n%s", ans, strings.Join(msgs, "\n"))
+	}
 	if ans.status >= 500 {
 		t.Fatalf("%s\nportal errors:\n%s", ans, p.logs)
 	}
@@ -364,7 +368,7 @@ func (p *fuzzPortal) state(t *testing.T) string {
 		(SELECT COUNT(*) FROM users) || ' users ' ||
 		(SELECT COUNT(*) FROM tokens WHERE revoked_at IS NULL) || ' tokens ' ||
 		(SELECT COUNT(*) FROM sessions) || ' sessions ' ||
-		(SELECT COUNT(*) FROM upload_owners) || ' uploads ' ||
+		(SELECT COUNT(*) FROM uploads) || ' uploads ' ||
 		(SELECT COUNT(*) FROM files WHERE status = 'stored') || ' files ' ||
 		(SELECT COUNT(*) FROM endpoints WHERE deleted_at IS NULL) || ' endpoints ' ||
 		(SELECT COUNT(*) FROM endpoint_secrets) || ' secrets ' ||
@@ -409,4 +413,35 @@ func pathOf(target string) string {
 		return target
 	}
 	return u.Path
+}
+
+// fuzzFindings stands in for a fuzz target's *testing.F where MustOpen's
+// checks (the OpenAPI contract, error bodies naming the data directory)
+// report: testing forbids f.Errorf inside the target, so the findings are
+// kept until the target's check reports them on its own *testing.T.
+type fuzzFindings struct {
+	testing.TB
+	mu   sync.Mutex
+	msgs []string
+}
+
+var fuzzFindingsByF sync.Map // *testing.F -> *fuzzFindings
+
+func fuzzFindingsOf(f *testing.F) *fuzzFindings {
+	v, _ := fuzzFindingsByF.LoadOrStore(f, &fuzzFindings{TB: f})
+	return v.(*fuzzFindings)
+}
+
+func (ff *fuzzFindings) Errorf(format string, args ...any) {
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	ff.msgs = append(ff.msgs, fmt.Sprintf(format, args...))
+}
+
+func (ff *fuzzFindings) take() []string {
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	msgs := ff.msgs
+	ff.msgs = nil
+	return msgs
 }

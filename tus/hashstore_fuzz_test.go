@@ -104,7 +104,7 @@ func FuzzStateFile(f *testing.F) {
 // digits) are valid, and a valid id names a file directly in the upload
 // directory.
 func FuzzValidID(f *testing.F) {
-	var s *Server
+	s := &Server{}
 	f.Fuzz(func(t *testing.T, id string) {
 		want := len(id) == 32 && strings.Trim(id, "0123456789abcdef") == ""
 		if got := s.ValidID(id); got != want {

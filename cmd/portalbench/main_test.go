@@ -88,7 +88,7 @@ func TestSmoke(t *testing.T) {
 }
 
 func TestParseOptions(t *testing.T) {
-	for _, args := range [][]string{{"-scenarios", "8"}, {"-scenarios", "x"}, {"-reps", "0"}, {"-mem-reps", "1000"}} {
+	for _, args := range [][]string{{"-scenarios", "10"}, {"-scenarios", "x"}, {"-reps", "0"}, {"-mem-reps", "1000"}} {
 		if _, err := parseOptions(args, testWriter{t}); err == nil {
 			t.Errorf("%v: no error", args)
 		}
