@@ -598,8 +598,11 @@ func (e *dfEnv) failedRecord(ctx context.Context, n int) (string, bool) {
 		return "", false
 	}
 	for _, d := range st.deliveries {
-		if st.events[d.EventID] == row.ID && d.Status != "delivering" {
-			e.m.problem("the delivery is %q on the full disk: its record did not fail, the moment was missed", d.Status)
+		// The dispatcher holds a claimed delivery in memory (the row stays
+		// pending) until its attempt is recorded: an attempt on the row
+		// means the record went through on the full disk.
+		if st.events[d.EventID] == row.ID && (d.Attempts != 0 || d.Status != "pending") {
+			e.m.problem("the delivery is %q with %d attempts on the full disk: its record did not fail, the moment was missed", d.Status, d.Attempts)
 		}
 	}
 	return row.ID, true

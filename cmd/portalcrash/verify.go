@@ -36,6 +36,7 @@ type dbState struct {
 
 type dbDelivery struct {
 	EventID, Endpoint, Status string
+	Attempts                  int
 }
 
 // openDB opens the portal's database for reading beside the running portal.
@@ -92,14 +93,14 @@ func readDB(ctx context.Context, dataDir string) (dbState, error) {
 		}
 	}
 	rows.Close()
-	rows, err = db.QueryContext(ctx, "SELECT id, event_id, endpoint_id, status FROM deliveries")
+	rows, err = db.QueryContext(ctx, "SELECT id, event_id, endpoint_id, status, attempts FROM deliveries")
 	if err != nil {
 		return st, fmt.Errorf("read deliveries: %w", err)
 	}
 	for rows.Next() {
 		var id string
 		var d dbDelivery
-		if err := rows.Scan(&id, &d.EventID, &d.Endpoint, &d.Status); err != nil {
+		if err := rows.Scan(&id, &d.EventID, &d.Endpoint, &d.Status, &d.Attempts); err != nil {
 			rows.Close()
 			return st, err
 		}
