@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	portalbench [-short] [-scenarios 1,2,5,8] [-reps N] [-bin build/portal] [-out build/bench/results.json]
+//	portalbench [-short] [-scenarios 1,2,5,8,9] [-reps N] [-bin build/portal] [-out build/bench/results.json]
 package main
 
 import (
@@ -55,6 +55,11 @@ type sizes struct {
 	SmallFiles         int // files per run of scenario 8, of SmallSize bytes
 	SmallSize          int64
 	SmallClients       []int // the concurrent clients of its cases
+	S3Single           int64 // scenario 9: one upload in a single PATCH
+	S3Conc             int   // concurrent uploads of S3ConcSize
+	S3ConcSize         int64
+	S3MemConc          int // concurrent uploads of S3MemSize (peak RSS)
+	S3MemSize          int64
 }
 
 var fullSizes = sizes{
@@ -65,6 +70,7 @@ var fullSizes = sizes{
 	EventUploads: 300, Backlog: 100_000,
 	NoisyEvents: 600, NoisyRate: 50, NoisyBgConc: 16, NoisyBgSize: 64 * miB,
 	SmallFiles: 3000, SmallSize: 10 * kiB, SmallClients: []int{1, 16, 64},
+	S3Single: 256 * miB, S3Conc: 8, S3ConcSize: 64 * miB, S3MemConc: 20, S3MemSize: 64 * miB,
 }
 
 var shortSizes = sizes{
@@ -75,6 +81,7 @@ var shortSizes = sizes{
 	EventUploads: 10, Backlog: 300,
 	NoisyEvents: 10, NoisyRate: 50, NoisyBgConc: 2, NoisyBgSize: miB,
 	SmallFiles: 40, SmallSize: 10 * kiB, SmallClients: []int{1, 16},
+	S3Single: 8 * miB, S3Conc: 2, S3ConcSize: 6 * miB, S3MemConc: 3, S3MemSize: 6 * miB,
 }
 
 // options are the command line.
@@ -100,7 +107,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.short, "short", false, "tiny sizes: a smoke run of the harness, not a measurement")
 	fs.IntVar(&o.reps, "reps", 5, "repetitions of each upload case (the finalize case runs 3×)")
 	fs.IntVar(&o.memReps, "mem-reps", 3, "repetitions of each memory case")
-	fs.StringVar(&scen, "scenarios", "1,2,3,4,5,6,7,8", "comma-separated scenarios to run")
+	fs.StringVar(&scen, "scenarios", "1,2,3,4,5,6,7,8,9", "comma-separated scenarios to run")
 	fs.StringVar(&o.dir, "dir", "", "where to put the run's scratch directory (uploads, databases; default: the system's temporary directory)")
 	fs.StringVar(&o.out, "out", "build/bench/results.json", "where to write the JSON results")
 	fs.StringVar(&o.bin, "bin", "build/portal", "portal binary for the memory scenario (5)")
@@ -115,8 +122,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, s := range strings.Split(scen, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 8 {
-			return o, fmt.Errorf("-scenarios: %q is not a scenario number 1..8", s)
+		if err != nil || n < 1 || n > 9 {
+			return o, fmt.Errorf("-scenarios: %q is not a scenario number 1..9", s)
 		}
 		o.scenarios = append(o.scenarios, n)
 	}
@@ -216,6 +223,7 @@ func benchmark(ctx context.Context, o options) (*Report, error) {
 		6: b.registry,
 		7: b.noisyNeighbours,
 		8: b.smallFileThroughput,
+		9: b.s3Throughput,
 	}
 	var errs []error
 	for _, n := range slices.Compact(slices.Sorted(slices.Values(o.scenarios))) {

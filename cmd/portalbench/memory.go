@@ -27,6 +27,11 @@ type proc struct {
 // startProc runs `portal serve` on a free loopback port and waits until it
 // answers /readyz.
 func startProc(ctx context.Context, bin, dir string) (*proc, error) {
+	return startProcWith(ctx, bin, dir, nil, nil)
+}
+
+// startProcWith is startProc with more flags and environment variables.
+func startProcWith(ctx context.Context, bin, dir string, args, env []string) (*proc, error) {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return nil, err
@@ -34,8 +39,8 @@ func startProc(ctx context.Context, bin, dir string) (*proc, error) {
 	if _, err := os.Stat(abs); err != nil {
 		return nil, fmt.Errorf("portal binary: %w (run make build, or pass -bin)", err)
 	}
-	cmd := exec.Command(abs, "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--anonymous-uploads")
-	cmd.Env = append(os.Environ(), "PORTAL_ADMIN_PASSWORD="+benchPassword)
+	cmd := exec.Command(abs, append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--anonymous-uploads"}, args...)...)
+	cmd.Env = append(append(os.Environ(), "PORTAL_ADMIN_PASSWORD="+benchPassword), env...)
 	logf, err := os.Create(filepath.Join(dir, "portal.log"))
 	if err != nil {
 		return nil, err
