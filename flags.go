@@ -62,6 +62,9 @@ func (f *serveFlags) source(name string) string {
 	return "--" + name
 }
 
+// newServeFlags is the table of `portal serve`'s flags (group, name, what
+// the value is, help, where it goes): one row per flag, long because there
+// are many flags, kept as one table so --help and the docs read it in order.
 func newServeFlags() *serveFlags {
 	f := &serveFlags{logLevel: "info", logFormat: "text", from: map[string]string{}, storage: "local"}
 	c := &f.cfg

@@ -260,6 +260,8 @@ type endpointTarget struct {
 // again on the next start) and for the recorder, and returns. Deliveries
 // that an older release left "delivering" are pending again first:
 // delivery is at least once.
+// Its length is the start-up and shutdown order (recover, start the
+// recorder and senders, loop, then wait in reverse) kept in one place.
 func (d *Dispatcher) Run(ctx context.Context) {
 	d.running.Store(true)
 	defer d.running.Store(false)

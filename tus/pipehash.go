@@ -83,6 +83,10 @@ type writeResult struct {
 // same bytes. It stops at the first write error, after which the digest
 // may have seen more than the file got (hashed > written); a read error
 // ends the copy once what was read is written and hashed.
+// It is one long function on purpose: the reader loop and its two
+// consumers share the block pool, the channels and res, and the order of
+// close, wait and return is the argument for its correctness; split, that
+// order would be spread over several functions.
 func (s *HashStore) writeHashed(path string, offset int64, src io.Reader, h hash.Hash) (writeResult, error) {
 	var res writeResult
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)

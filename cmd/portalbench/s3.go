@@ -162,6 +162,66 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
+// s3Servers are scenario 9's: the gateway, the portal on it (in this
+// process) and stock tusd's s3store on it.
+type s3Servers struct {
+	g       *gateway
+	p       *portal
+	bl      *s3Baseline
+	token   string
+	clients []*tusClient // portal, tusd s3store
+}
+
+func (s *s3Servers) close() {
+	if s.bl != nil {
+		s.bl.Close()
+	}
+	if s.p != nil {
+		s.p.Close()
+	}
+	s.g.stop()
+}
+
+// startS3Servers starts the gateway and both servers on it, warmed up.
+func (b *bench) startS3Servers(ctx context.Context, dir string) (_ *s3Servers, err error) {
+	g, err := startGateway(ctx, filepath.Join(dir, "gw"))
+	if err != nil {
+		return nil, err
+	}
+	s := &s3Servers{g: g}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	for _, kv := range s3Env(dir) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v) // the in-process portal's SDK chain
+	}
+	cfg := portalConfig(filepath.Join(dir, "portal"))
+	cfg.S3 = &tus.S3Config{Bucket: s3Bucket, Prefix: "portal/", Endpoint: g.url, PathStyle: true, PartSize: s3PartSize}
+	if s.p, err = openPortal(ctx, cfg); err != nil {
+		return nil, err
+	}
+	tmp := filepath.Join(dir, "tusd-parts")
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
+		return nil, err
+	}
+	if s.bl, err = startS3Baseline(g, tmp); err != nil {
+		return nil, err
+	}
+	if s.token, err = adminToken(ctx, s.p.URL()); err != nil {
+		return nil, err
+	}
+	s.clients = []*tusClient{newTusClient(s.p.URL()), newTusClient(s.bl.URL())}
+	for _, c := range s.clients {
+		if _, err := c.uploadMany(ctx, 2, 6*miB, 0); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	return s, nil
+}
+
 // s3Throughput is scenario 9: uploads to a bucket on a real S3 server
 // (versitygw on loopback), the portal against stock tusd's s3store on the
 // same server in alternating order, the bytes the portal read back from the
@@ -172,80 +232,61 @@ func (b *bench) s3Throughput(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g, err := startGateway(ctx, filepath.Join(dir, "gw"))
+	s, err := b.startS3Servers(ctx, dir)
 	if err != nil {
 		return err
 	}
-	defer g.stop()
-	for _, kv := range s3Env(dir) {
-		k, v, _ := strings.Cut(kv, "=")
-		os.Setenv(k, v) // the in-process portal's SDK chain
-	}
-	cfg := portalConfig(filepath.Join(dir, "portal"))
-	cfg.S3 = &tus.S3Config{Bucket: s3Bucket, Prefix: "portal/", Endpoint: g.url, PathStyle: true, PartSize: s3PartSize}
-	p, err := openPortal(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	tmp := filepath.Join(dir, "tusd-parts")
-	if err := os.MkdirAll(tmp, 0o750); err != nil {
-		return err
-	}
-	bl, err := startS3Baseline(g, tmp)
-	if err != nil {
-		return err
-	}
-	defer bl.Close()
-	token, err := adminToken(ctx, p.URL())
-	if err != nil {
-		return err
-	}
-	clients := []*tusClient{newTusClient(p.URL()), newTusClient(bl.URL())}
-	for _, c := range clients {
-		if _, err := c.uploadMany(ctx, 2, 6*miB, 0); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	reads0 := p.app.Uploads().S3Reads()
+	defer s.close()
+	reads0 := s.p.app.Uploads().S3Reads()
 	cases := []uploadCase{
 		{name: "1×" + human(b.sz.S3Single) + " single PATCH", conc: 1, size: b.sz.S3Single},
 		{name: fmt.Sprintf("%d×%s concurrent", b.sz.S3Conc, human(b.sz.S3ConcSize)), conc: b.sz.S3Conc, size: b.sz.S3ConcSize},
 	}
 	for _, uc := range cases {
-		speed := make([][]float64, 2)
-		var ratio []float64
-		for rep := range b.o.reps {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			for _, i := range []int{rep % 2, 1 - rep%2} {
-				d, err := clients[i].uploadMany(ctx, uc.conc, uc.size, 0)
-				if err != nil {
-					return fmt.Errorf("%s: %w", uc.name, err)
-				}
-				speed[i] = append(speed[i], mibps(uc.bytes(), d))
-			}
-			if rep == 0 {
-				if err := verifyStored(ctx, p.URL(), token, uc); err != nil {
-					return err
-				}
-			}
-			ratio = append(ratio, speed[0][rep]/speed[1][rep])
-			b.logf("  %s rep %d: portal %.0f MiB/s, tusd s3store %.0f MiB/s", uc.name, rep+1, speed[0][rep], speed[1][rep])
+		if err := b.s3Case(ctx, s, uc); err != nil {
+			return err
 		}
-		rs := newSample(ratio)
-		b.add(Result{Scenario: 9, Case: "S3 upload " + uc.name + " vs tusd s3store", Unit: "MiB/s",
-			Portal: newSample(speed[0]), Baseline: newSample(speed[1]), Ratio: rs,
-			Target: "ratio >= 0.9", Pass: atLeast(rs.Median, 0.9),
-			Notes: map[string]any{"part_size_mib": s3PartSize / miB}})
 	}
-	reads := p.app.Uploads().S3Reads()
+	reads := s.p.app.Uploads().S3Reads()
 	back := float64(reads.Data - reads0.Data + reads.Part - reads0.Part)
 	b.add(Result{Scenario: 9, Case: "S3 bytes read back from the bucket (data and parts, all uploads)", Unit: "bytes",
 		Portal: newSample([]float64{back}), Target: "0", Pass: atMost(back, 0),
 		Notes: map[string]any{"info_bytes_read": reads.Info - reads0.Info}})
+	return b.s3Memory(ctx, s.g)
+}
 
+// s3Case runs one upload case on both servers, -reps times.
+func (b *bench) s3Case(ctx context.Context, s *s3Servers, uc uploadCase) error {
+	speed := make([][]float64, 2)
+	var ratio []float64
+	for rep := range b.o.reps {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for _, i := range []int{rep % 2, 1 - rep%2} {
+			d, err := s.clients[i].uploadMany(ctx, uc.conc, uc.size, 0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", uc.name, err)
+			}
+			speed[i] = append(speed[i], mibps(uc.bytes(), d))
+		}
+		if rep == 0 {
+			if err := verifyStored(ctx, s.p.URL(), s.token, uc); err != nil {
+				return err
+			}
+		}
+		ratio = append(ratio, speed[0][rep]/speed[1][rep])
+		b.logf("  %s rep %d: portal %.0f MiB/s, tusd s3store %.0f MiB/s", uc.name, rep+1, speed[0][rep], speed[1][rep])
+	}
+	rs := newSample(ratio)
+	b.add(Result{Scenario: 9, Case: "S3 upload " + uc.name + " vs tusd s3store", Unit: "MiB/s",
+		Portal: newSample(speed[0]), Baseline: newSample(speed[1]), Ratio: rs,
+		Notes: map[string]any{"part_size_mib": s3PartSize / miB}})
+	return nil
+}
+
+// s3Memory measures the real binary's peak RSS with concurrent S3 uploads.
+func (b *bench) s3Memory(ctx context.Context, g *gateway) error {
 	var peaks []float64
 	for rep := range b.o.memReps {
 		peak, err := b.s3MemRun(ctx, g, rep)
