@@ -140,13 +140,11 @@ func startS3Baseline(g *gateway, tmp string) (*s3Baseline, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/files/", http.StripPrefix("/files/", h))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, srv, err := serveLoopback(h)
 	if err != nil {
 		return nil, err
 	}
-	b := &s3Baseline{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 20 * time.Second}}
+	b := &s3Baseline{ln: ln, srv: srv}
 	go b.srv.Serve(ln)
 	return b, nil
 }

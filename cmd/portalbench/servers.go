@@ -64,16 +64,60 @@ func startBaseline(dir string, durable bool) (*baseline, error) {
 	if err != nil {
 		return nil, err
 	}
+	ln, srv, err := serveLoopback(h)
+	if err != nil {
+		return nil, err
+	}
+	b := &baseline{dir: dir, ln: ln, srv: srv}
+	// The label marks the server's goroutines in a CPU profile (-cpuprofile).
+	pprof.Do(context.Background(), pprof.Labels("server", "baseline"), func(context.Context) { go b.srv.Serve(ln) })
+	return b, nil
+}
+
+// startTrio starts the portal, bare tusd and tusd+fdatasync, each in a
+// scratch directory named after the scenario; closeAll stops them.
+func (b *bench) startTrio(ctx context.Context, scenario string) (p *portal, bl, dl *baseline, closeAll func(), err error) {
+	var closers []func() error
+	closeAll = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	dirs := make([]string, 3)
+	for i, name := range []string{"portal", "baseline", "durable"} {
+		if dirs[i], err = b.scratch(scenario + "-" + name); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	if p, err = startPortal(ctx, dirs[0]); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	closers = append(closers, p.Close)
+	if bl, err = startBaseline(dirs[1], false); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	closers = append(closers, bl.Close)
+	if dl, err = startBaseline(dirs[2], true); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	closers = append(closers, dl.Close)
+	return p, bl, dl, closeAll, nil
+}
+
+// serveLoopback serves h under /files/ on a free loopback port.
+func serveLoopback(h http.Handler) (net.Listener, *http.Server, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/files/", http.StripPrefix("/files/", h))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	b := &baseline{dir: dir, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 20 * time.Second}}
-	// The label marks the server's goroutines in a CPU profile (-cpuprofile).
-	pprof.Do(context.Background(), pprof.Labels("server", "baseline"), func(context.Context) { go b.srv.Serve(ln) })
-	return b, nil
+	return ln, &http.Server{Handler: mux, ReadHeaderTimeout: 20 * time.Second}, nil
 }
 
 // fdatasync flushes a file's bytes to stable storage.

@@ -98,33 +98,11 @@ func quantile(sorted []float64, q float64) float64 {
 // Each server first makes one discarded run (a fresh directory is slower
 // than a used one); the servers then alternate, repetition by repetition.
 func (b *bench) smallFileThroughput(ctx context.Context) error {
-	pdir, err := b.scratch("s8-portal")
+	p, bl, dl, closeAll, err := b.startTrio(ctx, "s8")
 	if err != nil {
 		return err
 	}
-	p, err := startPortal(ctx, pdir)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	bdir, err := b.scratch("s8-baseline")
-	if err != nil {
-		return err
-	}
-	bl, err := startBaseline(bdir, false)
-	if err != nil {
-		return err
-	}
-	defer bl.Close()
-	ddir, err := b.scratch("s8-durable")
-	if err != nil {
-		return err
-	}
-	dl, err := startBaseline(ddir, true)
-	if err != nil {
-		return err
-	}
-	defer dl.Close()
+	defer closeAll()
 	token, err := adminToken(ctx, p.URL())
 	if err != nil {
 		return err

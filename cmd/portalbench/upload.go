@@ -56,33 +56,11 @@ func mibps(n int64, d time.Duration) float64 { return float64(n) / miB / d.Secon
 // before its 204), in rotating order, and a plain io.Copy of the same bytes
 // to files (with and without fsync) as the machine's limit.
 func (b *bench) uploadThroughput(ctx context.Context) error {
-	pdir, err := b.scratch("s1-portal")
+	p, bl, dl, closeAll, err := b.startTrio(ctx, "s1")
 	if err != nil {
 		return err
 	}
-	p, err := startPortal(ctx, pdir)
-	if err != nil {
-		return err
-	}
-	defer p.Close()
-	bdir, err := b.scratch("s1-baseline")
-	if err != nil {
-		return err
-	}
-	bl, err := startBaseline(bdir, false)
-	if err != nil {
-		return err
-	}
-	defer bl.Close()
-	ddir, err := b.scratch("s1-durable")
-	if err != nil {
-		return err
-	}
-	dl, err := startBaseline(ddir, true)
-	if err != nil {
-		return err
-	}
-	defer dl.Close()
+	defer closeAll()
 	rawDir, err := b.scratch("s1-raw")
 	if err != nil {
 		return err
