@@ -169,6 +169,7 @@ test('dashboard history and file timeline in headless Chromium', { timeout: 240_
     await page.waitForURL(/period=7d$/)
     await checkCharts(168)
     await shot(page, '7d')
+    await shot.element(page.locator('section.history'), 'history-7d')
   })
 
   await t.test('a bad period is a 400 page', async () => {
