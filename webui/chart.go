@@ -274,17 +274,16 @@ func (s Sparkline) SVG() template.HTML {
 		num(sparkW), num(sparkH), s.Label, n, peak)
 	w.printf(`<title>%s</title><line class="base" x1="0" y1="%s" x2="%s" y2="%s"/>`,
 		s.Label, num(sparkH-1), num(sparkW), num(sparkH-1))
-	x := func(i int) float64 {
-		if n < 2 {
-			return sparkW / 2
-		}
-		return 1 + float64(i)*(sparkW-2)/float64(n-1)
-	}
+	// The time axis runs from the start of the first hour to the end of
+	// the last (the current one): each hour's point at its middle, the
+	// mark where its moment falls, so a mark in the current hour is drawn
+	// inside the line's span, not past its end.
+	at := func(hours float64) float64 { return 1 + hours*(sparkW-2)/float64(max(n, 1)) }
+	x := func(i int) float64 { return at(float64(i) + 0.5) }
 	if s.Mark != nil && n > 0 {
 		first := s.Hours[0].UTC()
 		if m := s.Mark.UTC(); !m.Before(first) && m.Before(s.Hours[n-1].Add(time.Hour)) {
-			i := float64(m.Sub(first)) / float64(time.Hour)
-			mx := 1 + i*(sparkW-2)/float64(max(n-1, 1))
+			mx := at(float64(m.Sub(first)) / float64(time.Hour))
 			w.printf(`<g class="mark"><title>%s</title><line x1="%s" y1="3" x2="%s" y2="%s"/><circle cx="%s" cy="3" r="2.5"/></g>`,
 				s.MarkLabel, num(mx), num(mx), num(sparkH), num(mx))
 		}

@@ -278,9 +278,22 @@ func TestSparkline(t *testing.T) {
 	}
 	mark := svg.one(t, "g", "mark")
 	x := mark.one(t, "line").num(t, "x1")
-	// 20.5 hours into the day, on the scale of the points (1 + i*166/23).
-	if want := 1 + 20.5*166/23; x < want-0.01 || x > want+0.01 {
+	// 20.5 hours into the day, on the scale of the points (hour i's at
+	// 1 + (i+0.5)*166/24): between hour 20's point and hour 21's.
+	if want := 1 + 20.5*166/24; x < want-0.01 || x > want+0.01 {
 		t.Errorf("mark at x=%v, want %v", x, want)
+	}
+	pts := strings.Fields(lines[0].attr("points"))
+	first, _, _ := strings.Cut(pts[0], ",")
+	last, _, _ := strings.Cut(pts[23], ",")
+	if first != "4.46" || last != "163.54" {
+		t.Errorf("points from x=%s to x=%s, want the middles of the first and last hours", first, last)
+	}
+	// A mark in the last minute of the current hour is inside the drawing.
+	late := start.Add(24*time.Hour - time.Minute)
+	s.Mark = &late
+	if x := parseSVG(t, s.SVG()).one(t, "g", "mark").one(t, "line").num(t, "x1"); x > sparkW-1 || x < 160 {
+		t.Errorf("a mark in the current hour at x=%v, outside the drawing (width %v)", x, sparkW)
 	}
 	if mark.child(t, "title").Text != "failing since then" {
 		t.Error("mark's title")
