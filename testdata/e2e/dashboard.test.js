@@ -151,6 +151,16 @@ test('dashboard history and file timeline in headless Chromium', { timeout: 240_
       }
     }
     assert.equal(await row(badEP).locator('svg.spark .mark').count(), 1, 'the failing moment is marked')
+    // ... inside the drawing, within the span of its hour (the period's
+    // hours share the width, less a unit each side).
+    const spark = row(badEP).locator('svg.spark')
+    const width = Number((await spark.getAttribute('viewBox')).split(' ')[2])
+    const mx = Number(await spark.locator('.mark line').getAttribute('x1'))
+    const first = Date.parse(await chart('chart-uploads').locator('g.hour').first().getAttribute('data-hour'))
+    const i = Math.floor((Date.parse(badNow.failing_since) - first) / hourMS)
+    const slot = (width - 2) / hours
+    assert.ok(i >= 0 && i < hours && mx >= 1 + i * slot - 0.01 && mx <= 1 + (i + 1) * slot + 0.01,
+      `failing-since mark at x=${mx}, want within hour ${i} of ${hours} (width ${width})`)
   }
 
   await t.test('the last 24 hours', async () => {
