@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-race test-crash test-node test-node-s3 vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client fuzz
+.PHONY: all build run test test-go test-race test-crash test-node test-node-s3 vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client fuzz docs-img
 
 all: build
 
@@ -221,6 +221,20 @@ $(OPENAPI_DIR)/node_modules: $(OPENAPI_DIR)/package.json $(OPENAPI_DIR)/package-
 ## Screenshots of every page go to build/e2e/screenshots/.
 e2e: build chromium testdata/e2e/node_modules
 	cd testdata/e2e && PORTAL_BIN=$(CURDIR)/$(BIN) E2E_OUT=$(CURDIR)/build/e2e node --test --test-concurrency=1
+
+## docs-img: after make e2e, copy the browser test's screenshots that
+## docs/webui.md shows into docs/img/ (reduced to a small palette with
+## pngquant when it is installed, else copied as they are)
+DOCS_IMG = dashboard-history-24h:dashboard-history-24h dashboard-history-7d:dashboard-history-7d dashboard-timeline:file-timeline
+docs-img:
+	@mkdir -p docs/img
+	@for pair in $(DOCS_IMG); do \
+	  src=$$(ls build/e2e/screenshots/$$(echo $${pair%%:*} | sed 's/^dashboard-/dashboard-[0-9][0-9]-/').png 2>/dev/null | head -n1); \
+	  test -n "$$src" || { echo "docs-img: no screenshot for $${pair%%:*} (run make e2e)"; exit 1; }; \
+	  dst=docs/img/$${pair#*:}.png; \
+	  if command -v pngquant >/dev/null; then pngquant --force --strip --quality 85-100 --output "$$dst" "$$src"; else cp "$$src" "$$dst"; fi; \
+	  echo "$$src -> $$dst ($$(wc -c <"$$dst") bytes)"; \
+	done
 
 ## chromium: Debian's chromium, installed when missing (never a downloaded browser)
 chromium:

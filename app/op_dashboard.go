@@ -9,6 +9,18 @@ import (
 	"github.com/robfig/cron/v3"
 )
 
+// The dashboard's own queries (their plans are tested: each reads an index
+// range or a small table, never all files or uploads). Files expiring
+// soon are counted up to webui.ExpiringCap: with a week's lifetime and a
+// day's window a seventh of all files qualify, and counting millions of
+// index entries takes longer than the whole page may.
+const (
+	sqlExpiringSoon = `SELECT COUNT(*) FROM (SELECT 1 FROM files WHERE status = ? AND expires_at <= ? LIMIT ?)`
+	sqlUsers        = `SELECT COUNT(*) FROM users`
+	// The partial index uploads_open holds only the uploads in progress.
+	sqlUploadsInProgress = `SELECT COUNT(*) FROM uploads WHERE done_at IS NULL AND partial = 0`
+)
+
 // Dashboard counts what the admin overview shows: files, uploads in
 // progress, events, users, webhook delivery and the scheduled jobs.
 func (o *Ops) Dashboard(ctx context.Context, id access.Identity) (webui.Dashboard, error) {
@@ -23,15 +35,14 @@ func (o *Ops) Dashboard(ctx context.Context, id access.Identity) (webui.Dashboar
 	}
 	d.FilesStored, d.BytesStored = counts[StatusStored].n, counts[StatusStored].bytes
 	d.FilesDeleted = counts[StatusDeleted].n
-	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM files WHERE status = ? AND expires_at <= ?",
-		StatusStored, a.cfg.Now().Add(a.expiringWindow()).UnixMilli()).Scan(&d.ExpiringSoon); err != nil {
+	if err := a.db.R.QueryRowContext(ctx, sqlExpiringSoon, StatusStored,
+		a.cfg.Now().Add(a.expiringWindow()).UnixMilli(), webui.ExpiringCap).Scan(&d.ExpiringSoon); err != nil {
 		return d, fmt.Errorf("dashboard: %w", err)
 	}
-	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&d.Users); err != nil {
+	if err := a.db.R.QueryRowContext(ctx, sqlUsers).Scan(&d.Users); err != nil {
 		return d, fmt.Errorf("dashboard: %w", err)
 	}
-	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM uploads WHERE done_at IS NULL AND partial = 0").
-		Scan(&d.UploadsInProgress); err != nil {
+	if err := a.db.R.QueryRowContext(ctx, sqlUploadsInProgress).Scan(&d.UploadsInProgress); err != nil {
 		return d, fmt.Errorf("dashboard: uploads: %w", err)
 	}
 	if d.Delivery, err = o.deliveryStats(ctx, id, &d.Events); err != nil {

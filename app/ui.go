@@ -110,6 +110,10 @@ func (a *App) uiEvents(b *webui.Backend) {
 		d, err := o.Dashboard(r.Context(), id(r))
 		return d, uiError(err)
 	}
+	b.DashboardHistory = func(r *http.Request, period time.Duration) (webui.History, error) {
+		h, err := o.DashboardHistory(r.Context(), id(r), period)
+		return h, uiError(err)
+	}
 }
 
 // uiEndpoints fills the webhook endpoint pages' functions.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,13 +115,27 @@ func (o *Outbox) GetDelivery(ctx context.Context, id string) (Delivery, error) {
 	return d, nil
 }
 
+// sqlEventDeliveries selects the deliveries of one event.
+// They come in the order of the unique index (event_id, endpoint_id), which
+// needs no sort; EventDeliveries puts its few rows (one per endpoint) in
+// creation order.
+const sqlEventDeliveries = "SELECT " + deliveryColumns + deliveryFrom + " WHERE d.event_id = ? ORDER BY d.endpoint_id"
+
+// sqlAttemptsOf selects the attempts of n deliveries, each delivery's
+// oldest first (the order of the index (delivery_id, id): no sort).
+func sqlAttemptsOf(n int) string {
+	return `SELECT delivery_id, id, attempted_at, duration_ms, url, status_code, response_body, error
+		FROM delivery_attempts WHERE delivery_id IN (?` + strings.Repeat(", ?", n-1) + `) ORDER BY delivery_id, id`
+}
+
 // EventDeliveries returns the deliveries of one event, with their
 // attempts, in the order they were created.
 func (o *Outbox) EventDeliveries(ctx context.Context, eventID string) ([]Delivery, error) {
-	ds, err := o.queryDeliveries(ctx, "SELECT "+deliveryColumns+deliveryFrom+" WHERE d.event_id = ? ORDER BY d.id", eventID)
+	ds, err := o.queryDeliveries(ctx, sqlEventDeliveries, eventID)
 	if err != nil {
 		return nil, err
 	}
+	slices.SortFunc(ds, func(a, b Delivery) int { return strings.Compare(a.ID, b.ID) })
 	ptrs := make([]*Delivery, len(ds))
 	for i := range ds {
 		ptrs[i] = &ds[i]
@@ -185,8 +200,7 @@ func (o *Outbox) fillAttempts(ctx context.Context, ds []*Delivery) error {
 		ids[i] = d.ID
 		d.Attempts = []Attempt{}
 	}
-	rows, err := o.r.QueryContext(ctx, `SELECT delivery_id, id, attempted_at, duration_ms, url, status_code, response_body, error
-		FROM delivery_attempts WHERE delivery_id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) ORDER BY id`, ids...)
+	rows, err := o.r.QueryContext(ctx, sqlAttemptsOf(len(ids)), ids...)
 	if err != nil {
 		return fmt.Errorf("outbox: attempts: %w", err)
 	}

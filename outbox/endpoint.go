@@ -268,9 +268,12 @@ func msPtr(v sql.NullInt64) *time.Time {
 	return &t
 }
 
+// sqlListEndpoints selects the endpoints not deleted, oldest first.
+const sqlListEndpoints = "SELECT " + endpointColumns + " FROM endpoints WHERE deleted_at IS NULL ORDER BY id"
+
 // ListEndpoints returns the endpoints that are not deleted, oldest first.
 func (o *Outbox) ListEndpoints(ctx context.Context) ([]Endpoint, error) {
-	rows, err := o.r.QueryContext(ctx, "SELECT "+endpointColumns+" FROM endpoints WHERE deleted_at IS NULL ORDER BY id")
+	rows, err := o.r.QueryContext(ctx, sqlListEndpoints)
 	eps, err := keyset.All(rows, err, scanEndpoint)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list endpoints: %w", err)

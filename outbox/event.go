@@ -197,14 +197,19 @@ func (o *Outbox) List(ctx context.Context, f EventFilter) (EventPage, error) {
 		}
 		after = seq
 	}
-	q := keyset.Select("SELECT seq, id, type, COALESCE(file_id, ''), payload, created_at FROM events").
-		Eq("type", f.Type).Eq("file_id", f.FileID)
+	q := eventsQuery(f)
 	items, next, err := keyset.Page(ctx, o.r, q, "seq", after, f.Limit, scanEvent,
 		func(ev Event) string { return strconv.FormatInt(ev.Seq, 10) })
 	if err != nil {
 		return EventPage{}, fmt.Errorf("outbox: list events: %w", err)
 	}
 	return EventPage{Items: items, NextCursor: next}, nil
+}
+
+// eventsQuery selects the events f matches (List pages it).
+func eventsQuery(f EventFilter) *keyset.Query {
+	return keyset.Select("SELECT seq, id, type, COALESCE(file_id, ''), payload, created_at FROM events").
+		Eq("type", f.Type).Eq("file_id", f.FileID)
 }
 
 // Get returns one event by its id.

@@ -7,20 +7,6 @@ import (
 	"strings"
 )
 
-func (u *UI) dashboardPage(w http.ResponseWriter, r *http.Request, user *User) {
-	if u.be.DashboardCounts == nil {
-		u.renderError(w, r, http.StatusNotFound, "The dashboard is not available in this build.")
-		return
-	}
-	d, err := u.be.DashboardCounts(r)
-	if err != nil {
-		u.fail(w, r, err)
-		return
-	}
-	u.render(w, r, http.StatusOK, "dashboard", view{Title: "Dashboard", Nav: "dashboard", User: user,
-		Data: map[string]any{"D": d, "Window": u.limits().ExpiringWithin}})
-}
-
 // eventsPage lists events, or, when filtered by delivery status or
 // endpoint, the matching deliveries.
 func (u *UI) eventsPage(w http.ResponseWriter, r *http.Request, user *User) {

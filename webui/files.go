@@ -190,6 +190,7 @@ func (u *UI) filePage(w http.ResponseWriter, r *http.Request, user *User) {
 	u.render(w, r, http.StatusOK, "file", view{Title: f.Filename, Nav: "files", User: user, Data: map[string]any{
 		"File":      f,
 		"Events":    events,
+		"Timeline":  fileTimeline(f, events),
 		"CanDelete": u.be.DeleteFile != nil,
 	}})
 }

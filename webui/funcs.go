@@ -26,6 +26,15 @@ func (u *UI) funcs() template.FuncMap {
 		"join":   func(s []string) string { return strings.Join(s, ", ") },
 		"pretty": prettyJSON,
 		"ms":     func(d time.Duration) int64 { return d.Milliseconds() },
+		"rate":   formatRate,
+		"latency": func(d *time.Duration) string {
+			if d == nil {
+				return "—"
+			}
+			return formatLatency(*d)
+		},
+		"iso":  func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"hour": hourSpan,
 		"dict": func(kv ...any) map[string]any {
 			m := map[string]any{}
 			for i := 0; i+1 < len(kv); i += 2 {

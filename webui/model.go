@@ -182,9 +182,11 @@ type Dashboard struct {
 	FilesDeleted      int64
 	BytesStored       int64
 	UploadsInProgress int
-	ExpiringSoon      int64
-	Events            int64
-	Users             int
+	// ExpiringSoon counts stored files expiring within the window, up to
+	// ExpiringCap.
+	ExpiringSoon int64
+	Events       int64
+	Users        int
 	// Delivery is nil while the portal has no webhook delivery.
 	Delivery *DeliveryStats
 	// Jobs are the scheduled jobs and when they run next.
@@ -198,6 +200,87 @@ type DeliveryStats struct {
 	Backlog          int64 // deliveries not yet finished
 	Failed           int64
 	FailingEndpoints []Endpoint
+}
+
+// ExpiringCap bounds the dashboard's count of files expiring soon: counting
+// stops there (the page says "10000+"), so the count costs the same with
+// millions of files.
+const ExpiringCap = 10000
+
+// History is what the dashboard's charts show: the portal's hourly
+// rollups over a period, hour by hour (UTC), and each webhook endpoint's
+// delivery figures.
+type History struct {
+	// Period is the span the hours cover: 24 hours or 7 days.
+	Period time.Duration
+	// Hours has one entry per hour of the period, oldest first; the last
+	// is the current hour.
+	Hours []HourStat
+	// Endpoints are the webhook endpoints (not deleted), oldest first.
+	Endpoints []EndpointHealth
+}
+
+// HourStat is one hour of the dashboard's history.
+type HourStat struct {
+	// Hour is the start of the hour, UTC.
+	Hour time.Time
+	// Files and Bytes count the uploads that finished (became stored
+	// files) in the hour.
+	Files, Bytes int64
+	// Attempts counts the delivery attempts made in the hour by outcome.
+	Attempts Outcomes
+	// Succeeded and Failed count the deliveries that reached that final
+	// state in the hour.
+	Succeeded, Failed int64
+}
+
+// Outcomes counts delivery attempts by outcome.
+type Outcomes struct {
+	Success, HTTPError, NetworkError, Timeout, Refused int64
+}
+
+// Total is the number of attempts.
+func (o Outcomes) Total() int64 {
+	return o.Success + o.HTTPError + o.NetworkError + o.Timeout + o.Refused
+}
+
+// EndpointHealth is one endpoint's delivery figures for the dashboard.
+type EndpointHealth struct {
+	ID          string
+	URL         string
+	Description string
+	Enabled     bool
+	// DisabledReason and DisabledAt say why and when it was disabled.
+	DisabledReason string
+	DisabledAt     *time.Time
+	// FailingSince is the first failed attempt since its last success
+	// (nil when its last attempt succeeded).
+	FailingSince *time.Time
+	// Day and Week are its figures over the last 24 hours and 7 days.
+	Day, Week EndpointFigures
+	// Hours has its attempts per hour over the History's period, oldest
+	// first.
+	Hours []EndpointHour
+}
+
+// EndpointFigures are an endpoint's delivery figures over a period.
+type EndpointFigures struct {
+	// Attempts counts the attempts, Successes those that succeeded.
+	Attempts, Successes int64
+	// Succeeded and Failed count deliveries that reached that state.
+	Succeeded, Failed int64
+	// SuccessRate is Successes / Attempts (nil without attempts).
+	SuccessRate *float64
+	// P95 is the 95th percentile of the delivery latency, from the event's
+	// commit to the end of its successful attempt (nil without a
+	// successful delivery).
+	P95 *time.Duration
+}
+
+// EndpointHour is one hour of an endpoint's attempts.
+type EndpointHour struct {
+	Hour            time.Time
+	Success, Failed int64
 }
 
 // Job is a scheduled background job.
@@ -242,6 +325,9 @@ type Backend struct {
 	DeliveryStatus  []string // the delivery statuses, for filters
 	EventTypes      []string // the event types, for filters
 	DashboardCounts func(r *http.Request) (Dashboard, error)
+	// DashboardHistory returns the hourly history of the period (24 hours
+	// or 7 days) that ends with the current hour.
+	DashboardHistory func(r *http.Request, period time.Duration) (History, error)
 
 	ListUsers  func(r *http.Request) ([]User, error)
 	CreateUser func(r *http.Request, username, role, password string) (User, error)

@@ -50,6 +50,21 @@ type Scanner interface{ Scan(dest ...any) error }
 // last item), else "".
 func Page[T any](ctx context.Context, db Querier, q *Query, key string, after any, limit int,
 	scan func(Scanner) (T, error), cursor func(T) string) (items []T, next string, err error) {
+	query, args := q.SQL(key, after, limit)
+	rows, err := db.QueryContext(ctx, query, args...)
+	if items, err = All(rows, err, scan); err != nil {
+		return nil, "", err
+	}
+	if len(items) > limit {
+		return items[:limit], cursor(items[limit-1]), nil
+	}
+	return items, "", nil
+}
+
+// SQL is the statement and arguments Page runs for q (query plan tests
+// explain it): newest first by key, after the cursor value after (nil:
+// from the newest), one row more than limit.
+func (q *Query) SQL(key string, after any, limit int) (string, []any) {
 	conds, args := q.conds, q.args
 	if after != nil {
 		conds = append(conds[:len(conds):len(conds)], key+" < ?")
@@ -66,14 +81,7 @@ func Page[T any](ctx context.Context, db Querier, q *Query, key string, after an
 		b.WriteString(c)
 	}
 	b.WriteString(" ORDER BY " + key + " DESC LIMIT ?")
-	rows, err := db.QueryContext(ctx, b.String(), append(args[:len(args):len(args)], limit+1)...)
-	if items, err = All(rows, err, scan); err != nil {
-		return nil, "", err
-	}
-	if len(items) > limit {
-		return items[:limit], cursor(items[limit-1]), nil
-	}
-	return items, "", nil
+	return b.String(), append(args[:len(args):len(args)], limit+1)
 }
 
 // All reads every row of a query with scan and closes the rows; rows and

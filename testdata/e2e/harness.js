@@ -7,7 +7,7 @@
 
 import { spawn } from 'node:child_process'
 import { createHash, createHmac, randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHTTPServer } from 'node:http'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -159,17 +159,33 @@ export async function launchBrowser () {
   return context
 }
 
-/** screenshots saves numbered full-page screenshots under outDir/screenshots. */
-export function screenshotter () {
+/**
+ * screenshotter saves numbered full-page screenshots under
+ * outDir/screenshots, named prefix-NN-name.png (NN-name.png without a
+ * prefix). It first removes the earlier run's screenshots of the same
+ * prefix only, so test files that run one after the other keep theirs.
+ */
+export function screenshotter (prefix = '') {
   const dir = join(outDir, 'screenshots')
-  rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
+  const mine = prefix ? new RegExp(`^${prefix}-\\d\\d-.*\\.png$`) : /^\d\d-.*\.png$/
+  for (const f of readdirSync(dir)) {
+    if (mine.test(f)) rmSync(join(dir, f), { force: true })
+  }
   let n = 0
   const shots = []
   const shot = async (page, name) => {
     n++
-    const path = join(dir, `${String(n).padStart(2, '0')}-${name}.png`)
+    const path = join(dir, `${prefix ? prefix + '-' : ''}${String(n).padStart(2, '0')}-${name}.png`)
     await page.screenshot({ path, fullPage: true })
+    shots.push(path)
+    return path
+  }
+  /** shot.element saves a screenshot of one element (a locator). */
+  shot.element = async (locator, name) => {
+    n++
+    const path = join(dir, `${prefix ? prefix + '-' : ''}${String(n).padStart(2, '0')}-${name}.png`)
+    await locator.screenshot({ path })
     shots.push(path)
     return path
   }
