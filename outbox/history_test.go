@@ -272,9 +272,12 @@ func TestHistoryMatchesAttempts(t *testing.T) {
 		}
 		var ok, failed int
 		var lastFailure sql.NullInt64
+		// The last failure is the one recorded last (attempts of one batch
+		// are recorded in the order they ended, not by attempted_at).
 		o.r.QueryRow(`SELECT COALESCE(SUM(t.outcome = 'success'), 0), COALESCE(SUM(t.outcome <> 'success'), 0),
-			MAX(CASE WHEN t.outcome <> 'success' THEN t.attempted_at END)
-			FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id WHERE d.endpoint_id = ?`, id).Scan(&ok, &failed, &lastFailure)
+			(SELECT t2.attempted_at FROM delivery_attempts t2 JOIN deliveries d2 ON d2.id = t2.delivery_id
+				WHERE d2.endpoint_id = ?1 AND t2.outcome <> 'success' ORDER BY t2.rowid DESC LIMIT 1)
+			FROM delivery_attempts t JOIN deliveries d ON d.id = t.delivery_id WHERE d.endpoint_id = ?1`, id).Scan(&ok, &failed, &lastFailure)
 		if st.Succeeded != ok || st.Failed != failed || st.Pending != 0 || (st.LastFailure != nil) != lastFailure.Valid ||
 			st.LastFailure != nil && st.LastFailure.AttemptedAt.UnixMilli() != lastFailure.Int64 {
 			t.Errorf("%s: stats %+v, direct %d ok, %d failed, last failure %v", p, st, ok, failed, lastFailure)
