@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -54,12 +55,51 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
 		return errBadRequest("invalid JSON body: want an object")
 	}
+	known := jsonFieldNames(reflect.TypeOf(v))
 	for k, raw := range fields {
+		// encoding/json matches keys without regard to case: "desCription"
+		// would set description. Keys are exact, as the document says.
+		if known != nil && !known[k] {
+			return errBadRequest(fmt.Sprintf("invalid JSON body: unknown field %q", k))
+		}
 		if string(raw) == "null" && !nullableFields[k] {
 			return errBadRequest(fmt.Sprintf("invalid JSON body: %s must not be null (leave it out to keep it as it is)", k))
 		}
 	}
 	return nil
+}
+
+// jsonFieldNames returns the exact JSON keys of the struct t points to
+// (embedded structs' included), or nil when t is not a pointer to a struct.
+func jsonFieldNames(t reflect.Type) map[string]bool {
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	names := map[string]bool{}
+	var walk func(reflect.Type)
+	walk = func(st reflect.Type) {
+		for i := range st.NumField() {
+			f := st.Field(i)
+			tag := f.Tag.Get("json")
+			name, _, _ := strings.Cut(tag, ",")
+			if name == "-" {
+				continue
+			}
+			if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+				walk(f.Type)
+				continue
+			}
+			if !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			names[name] = true
+		}
+	}
+	walk(t.Elem())
+	return names
 }
 
 // nullableFields are the request fields where null means something

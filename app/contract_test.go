@@ -81,7 +81,9 @@ func loadContract() (validator.Validator, *v3.Document, error) {
 		contract.v = validator.NewValidatorFromV3Model(&m.Model, config.WithFormatAssertions(), config.WithStrictMode(),
 			// metadata maps have the client's keys; the session cookie is a
 			// security scheme, which strict mode does not count as declared.
-			config.WithStrictIgnorePaths("$.body.metadata.*", "$.body.**.metadata.*", "$.cookies."+sessionCookie),
+			// Query parameters the document does not declare are ignored by
+			// the portal (a client's cache-buster, say), not refused.
+			config.WithStrictIgnorePaths("$.body.metadata.*", "$.body.**.metadata.*", "$.cookies."+sessionCookie, "$.query.*"),
 			// what browsers add to every request (the cross-origin check reads it)
 			config.WithStrictIgnoredHeadersExtra("sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest", "sec-fetch-user"))
 		contract.v.SetDocument(doc)
