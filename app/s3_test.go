@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -227,5 +228,55 @@ func TestS3StartWhileUnreachable(t *testing.T) {
 	var se *SettingError
 	if !errors.As(err, &se) || !strings.Contains(err.Error(), "no-such-bucket") || strings.Count(err.Error(), "\n") != 0 {
 		t.Fatalf("start with a bucket that does not exist: %v", err)
+	}
+}
+
+// The S3 credentials (they come only from the SDK's chain) appear in no log
+// line at debug level, no event payload, no API answer, no page of the UI
+// and not in /metrics or /readyz: through an upload, a download, a bucket
+// outage (uploads answered 503, /readyz failing with the reason) and the
+// recovery.
+func TestS3CredentialsNeverShown(t *testing.T) {
+	srv, s3 := startS3(t)
+	var logs syncBuffer
+	const adminPW = "Admin-Secret-Pw-4711"
+	a := MustOpen(t, Config{S3: s3, AdminPassword: adminPW, AuthRateLimit: -1,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	tok := mustAdminToken(t, a)
+	c := sessionCookieOf(formLogin(t, a, "admin", adminPW, nil))
+	if c == nil {
+		t.Fatal("no session")
+	}
+	var seen strings.Builder
+	get := func(path string) {
+		_, body := doAs(t, tok, http.MethodGet, a.URL()+path, nil, nil)
+		seen.Write(body)
+		_, body = withCookie(t, c, http.MethodGet, a.URL()+path, "", nil)
+		seen.Write(body)
+	}
+	f := mustStore(t, a, randomBytes(t, 6<<20), nil)
+	for _, p := range []string{"/api/v1/files", "/api/v1/files/" + f.ID, "/api/v1/events", "/api/v1/deliveries",
+		"/ui/dashboard", "/ui/files", "/ui/files/" + f.ID, "/ui/events", "/metrics", "/readyz"} {
+		get(p)
+	}
+	for _, ev := range eventsOf(t, a, f.ID) {
+		seen.Write(ev.Payload)
+	}
+	srv.Stop()
+	if st, body := doAs(t, tok, http.MethodPost, a.URL()+"/files/", nil, tusHdr(map[string]string{"Upload-Length": "10"})); st != http.StatusServiceUnavailable {
+		t.Errorf("upload while the bucket is down: %d %s, want 503", st, body)
+	}
+	get("/readyz")
+	get("/api/v1/files/" + f.ID + "/content")
+	srv.Restart()
+	get("/readyz")
+	if !strings.Contains(seen.String(), `"storage":"error: `) {
+		t.Error("/readyz did not name the storage's failure during the outage (the test saw nothing of it)")
+	}
+	all := seen.String() + logs.String()
+	for name, secret := range map[string]string{"access key id": s3test.AccessKey, "secret access key": s3test.SecretKey} {
+		if strings.Contains(all, secret) {
+			t.Errorf("the %s shows in a log line, an event, an API answer or a page", name)
+		}
 	}
 }

@@ -282,7 +282,17 @@ func unreachable(err error) bool {
 	case errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded), errors.Is(err, io.ErrUnexpectedEOF):
 		return true
 	}
-	return strings.Contains(err.Error(), "retry quota exceeded")
+	// s3store wraps some errors with %s (NewUpload: "s3store: unable to
+	// create multipart upload:\n%s"), which ends the chain errors.As walks:
+	// then the SDK's own words tell.
+	msg := err.Error()
+	for _, s := range []string{"retry quota exceeded", "request send failed", "connection refused",
+		"connection reset by peer", "i/o timeout"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func isDNSNotFound(err error) bool {
