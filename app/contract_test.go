@@ -8,7 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -177,7 +179,7 @@ func (c *contractChecker) check(r *http.Request, body []byte, rec *exchangeRecor
 	contract.responses++
 	contract.mu.Unlock()
 	if !reqOK && unroutable(reqErrs) {
-		return c.checkUnrouted(status, rec)
+		return c.checkUnrouted(req, status, rec)
 	}
 	v := c.v
 	var problems []string
@@ -212,7 +214,16 @@ func unroutable(errs []*vErrors.ValidationError) bool {
 
 // checkUnrouted checks the answer to a request the document has no
 // operation for: the portal must refuse it with a JSON error.
-func (c *contractChecker) checkUnrouted(status int, rec *exchangeRecorder) string {
+// A redirect to the cleaned path (net/http's ServeMux answers /api/./x
+// with one to /api/x) is routing, not an operation: it passes.
+func (c *contractChecker) checkUnrouted(req *http.Request, status int, rec *exchangeRecorder) string {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if loc, err := url.Parse(rec.Header().Get("Location")); err == nil && loc.Path != req.URL.Path &&
+			path.Clean(loc.Path) == path.Clean(req.URL.Path) {
+			return ""
+		}
+	}
 	var e struct {
 		Error *struct {
 			Code    string `json:"code"`
