@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,11 @@ func (c *contractChecker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // check validates one exchange and returns what is wrong with it, or "".
 func (c *contractChecker) check(r *http.Request, body []byte, rec *exchangeRecorder) string {
 	req := r.Clone(context.Background())
+	if len(bytes.TrimSpace(body)) == 0 {
+		// The portal takes a body of only white space as no body (decodeJSON).
+		body, req.ContentLength = nil, 0
+		req.Header.Del("Content-Length")
+	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	status := rec.status
 	if status == 0 {
@@ -173,6 +179,10 @@ func (c *contractChecker) check(r *http.Request, body []byte, rec *exchangeRecor
 	resp := &http.Response{StatusCode: status, Header: rec.Header().Clone(), Request: req,
 		Body: io.NopCloser(bytes.NewReader(rec.body.Bytes()))}
 	reqOK, reqErrs := c.v.ValidateHttpRequestSync(req)
+	if !reqOK {
+		reqErrs = slices.DeleteFunc(reqErrs, ignoredHeader)
+		reqOK = len(reqErrs) == 0
+	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	contract.mu.Lock()
 	contract.requests++
@@ -199,6 +209,15 @@ func (c *contractChecker) check(r *http.Request, body []byte, rec *exchangeRecor
 			status, describe(reqErrs)))
 	}
 	return strings.Join(problems, "\n")
+}
+
+// ignoredHeader reports whether e is a request header the document does
+// not declare: the portal ignores the headers it does not read (a Range on
+// a list, say), so only the ones it reads must be declared, and those are
+// checked by the operations' parameters.
+func ignoredHeader(e *vErrors.ValidationError) bool {
+	return e.ValidationType == vErrors.StrictValidationType && e.ValidationSubType == vErrors.StrictSubTypeHeader &&
+		strings.HasPrefix(e.Message, "request header ")
 }
 
 // unroutable reports whether the request has no path or method in the

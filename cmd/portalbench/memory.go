@@ -39,7 +39,8 @@ func startProcWith(ctx context.Context, bin, dir string, args, env []string) (*p
 	if _, err := os.Stat(abs); err != nil {
 		return nil, fmt.Errorf("portal binary: %w (run make build, or pass -bin)", err)
 	}
-	cmd := exec.Command(abs, append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--anonymous-uploads"}, args...)...)
+	cmd := exec.Command(abs, append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--anonymous-uploads",
+		"--anonymous-quota", "0"}, args...)...)
 	cmd.Env = append(append(os.Environ(), "PORTAL_ADMIN_PASSWORD="+benchPassword), env...)
 	logf, err := os.Create(filepath.Join(dir, "portal.log"))
 	if err != nil {
