@@ -10,7 +10,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export CGO_ENABLED=0
 
-.PHONY: all build run test test-go test-race test-crash test-node test-node-s3 vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client
+.PHONY: all build run test test-go test-race test-crash test-node test-node-s3 vet fmt-check clean tools versitygw prometheus-check docker-lint docker-engine docker-image docker-test nginx nginx-test quickstart-test ui ui-check e2e chromium bench crash openapi-lint openapi-client fuzz
 
 all: build
 
@@ -250,6 +250,14 @@ CRASH_FLAGS ?=
 crash: build
 	$(GO) build -o build/portalcrash ./cmd/portalcrash
 	./build/portalcrash -long -bin $(BIN) -dir build/crash -out build/crash/results.json $(CRASH_FLAGS)
+
+## fuzz: run every Go fuzz target for FUZZTIME each (default 20s; `make
+## test` runs only their seed corpora) and print each one's executions.
+## FUZZ=<regexp> picks targets, e.g. make fuzz FUZZ=Tus FUZZTIME=5m.
+FUZZTIME ?= 20s
+FUZZ     ?= .
+fuzz:
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZ='$(FUZZ)' scripts/fuzz.sh
 
 clean:
 	rm -rf build

@@ -15,7 +15,6 @@ import (
 
 	"github.com/doorito/portal/app"
 	"github.com/doorito/portal/tus"
-	"github.com/robfig/cron/v3"
 )
 
 // The concerns the serve flags are grouped by in `portal serve --help`, in
@@ -468,7 +467,7 @@ func (v *scheduleValue) want() string {
 func (v *scheduleValue) String() string { return *v.p }
 func (v *scheduleValue) Set(s string) error {
 	s = strings.TrimSpace(s)
-	if _, err := cron.ParseStandard(s); err != nil {
+	if _, err := app.ParseSchedule(s); err != nil {
 		return fmt.Errorf("%v; %s", err, v.want())
 	}
 	*v.p = s

@@ -48,13 +48,30 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	if dec.More() {
 		return errBadRequest("invalid JSON body: data after the object")
 	}
+	// null says nothing a request can mean here (absent fields stay as
+	// they are), except where a field documents it: refused, not ignored.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil || fields == nil {
+		return errBadRequest("invalid JSON body: want an object")
+	}
+	for k, raw := range fields {
+		if string(raw) == "null" && !nullableFields[k] {
+			return errBadRequest(fmt.Sprintf("invalid JSON body: %s must not be null (leave it out to keep it as it is)", k))
+		}
+	}
 	return nil
 }
 
-// isUUID reports whether s is a UUID.
+// nullableFields are the request fields where null means something
+// (quota_bytes: back to the portal's default; expires_in: no expiry).
+var nullableFields = map[string]bool{"quota_bytes": true, "expires_in": true}
+
+// isUUID reports whether s is a UUID in its canonical 36-character form
+// (uuid.Parse also takes "urn:uuid:…", braces and bare hex, which name no
+// row: ids are stored canonical).
 func isUUID(s string) bool {
 	_, err := uuid.Parse(s)
-	return err == nil
+	return err == nil && len(s) == 36
 }
 
 // pathUUID returns the {id} path value, or a 400 when it is not a UUID.

@@ -61,8 +61,32 @@ func (a *App) apiFileContent(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Security-Policy", "sandbox")
 	w.Header().Set("Digest", "sha-256="+f.SHA256)
-	http.ServeContent(w, r, "", f.StoredAt, fh)
+	http.ServeContent(&rangeRefusal{ResponseWriter: w}, r, "", f.StoredAt, fh)
 	return nil
+}
+
+// rangeRefusal gives http.ServeContent's refusal of a Range (416, with a
+// plain-text body) the API's JSON error body.
+type rangeRefusal struct {
+	http.ResponseWriter
+	refused bool
+}
+
+func (rr *rangeRefusal) WriteHeader(code int) {
+	if code != http.StatusRequestedRangeNotSatisfiable {
+		rr.ResponseWriter.WriteHeader(code)
+		return
+	}
+	rr.refused = true
+	writeJSON(rr.ResponseWriter, code, map[string]*Error{"error": {Status: code, Code: "bad_range",
+		Message: "the Range header asks for no bytes of this file"}})
+}
+
+func (rr *rangeRefusal) Write(b []byte) (int, error) {
+	if rr.refused {
+		return len(b), nil // ServeContent's text; the JSON is written
+	}
+	return rr.ResponseWriter.Write(b)
 }
 
 // apiDeleteFile serves DELETE /api/v1/files/{id}: 204, also for a file

@@ -44,7 +44,13 @@ func MustOpen(tb testing.TB, cfg Config) *App {
 	}
 	// Every error body is scanned for the data directory, and every API
 	// exchange is checked against the OpenAPI document.
-	wrap, contract, scan := cfg.wrapHandler, checkContract(tb), scanErrorBodies(tb, cfg.DataDir)
+	// Inside a fuzz target a finding cannot go to the *testing.F: it is
+	// kept for the target to report on its own *testing.T (fuzzFindingsOf).
+	rtb := tb
+	if f, ok := tb.(*testing.F); ok {
+		rtb = fuzzFindingsOf(f)
+	}
+	wrap, contract, scan := cfg.wrapHandler, checkContract(rtb), scanErrorBodies(rtb, cfg.DataDir)
 	cfg.wrapHandler = func(h http.Handler) http.Handler {
 		if wrap != nil {
 			h = wrap(h)

@@ -224,7 +224,7 @@ func (a *App) preTerminate(ev handler.HookEvent) (handler.HTTPResponse, error) {
 	// file.deleted once it answered 204 (or the cleanup does).
 	who := principalFrom(ev.Context).identity()
 	reason := deleteReason(who, f)
-	err = a.inTx(ctx, func(tx *sql.Tx) error {
+	err = a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := requestDeletionTx(ctx, tx, f, a.cfg.Now().UTC().Truncate(time.Millisecond),
 			deleteRequest{Reason: reason, Actor: identityActor(who)})
 		return err

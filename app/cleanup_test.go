@@ -29,7 +29,7 @@ func TestCleanupFinishesInterruptedDeletion(t *testing.T) {
 	g := mustStore(t, a, randomBytes(t, 1000), map[string]string{"ttl": "1h"})
 	clock.Advance(2 * time.Hour)
 	for _, x := range []File{f, g} {
-		err := a.inTx(context.Background(), func(tx *sql.Tx) error {
+		err := a.inTx(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
 			if _, err := a.noticeTx(context.Background(), tx, x, clock.Now()); err != nil {
 				return err
 			}

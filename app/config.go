@@ -210,7 +210,7 @@ func (c Config) withDefaults() (Config, error) {
 		errs = append(errs, errors.New("expiry notice window and incomplete-upload TTL must be positive"))
 	}
 	for _, sc := range [][2]string{{"expiry", c.ExpirySchedule}, {"cleanup", c.CleanupSchedule}} {
-		if _, err := cron.ParseStandard(sc[1]); err != nil {
+		if _, err := ParseSchedule(sc[1]); err != nil {
 			errs = append(errs, fmt.Errorf("%s schedule %q: %w", sc[0], sc[1], err))
 		}
 	}
@@ -264,6 +264,16 @@ func (c *Config) deliveryDefaults() []error {
 		c.endpointAllow = append(c.endpointAllow, p)
 	}
 	return errs
+}
+
+// ParseSchedule is cron.ParseStandard without its panic on a time zone
+// with nothing after it ("TZ=UTC": robfig/cron v3.0.1 slices up to the
+// first space, which is not there).
+func ParseSchedule(spec string) (cron.Schedule, error) {
+	if (strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=")) && !strings.Contains(spec, " ") {
+		return nil, errors.New("a time zone needs a schedule after it (TZ=Europe/Berlin 0 3 * * *)")
+	}
+	return cron.ParseStandard(spec)
 }
 
 // parsePrefix reads a CIDR prefix or a single IP address.

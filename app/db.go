@@ -33,6 +33,15 @@ type DB struct {
 	Path string
 	W    *sql.DB // writes; transactions start IMMEDIATE
 	R    *sql.DB // reads
+	// commits runs the transactions of Tx in groups (groupcommit.go).
+	commits *committer
+}
+
+// Tx runs fn in a write transaction, possibly committed together with
+// other callers' (one sync of the log for all), and returns once fn's
+// changes are durable or undone. fn must use only tx and the ctx it gets.
+func (db *DB) Tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return db.commits.do(ctx, fn)
 }
 
 func dsn(path string, readOnly bool) string {
@@ -82,11 +91,13 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 	}
 	r.SetMaxOpenConns(8)
 	db.R = r
+	db.commits = newCommitter(w)
 	return db, nil
 }
 
-// Close closes both pools.
+// Close finishes the queued transactions and closes both pools.
 func (db *DB) Close() error {
+	db.commits.stop()
 	return errors.Join(db.R.Close(), db.W.Close())
 }
 

@@ -60,7 +60,7 @@ func (a *App) deleteFile(ctx context.Context, id string, actor PayloadActor, rea
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond)
 	var f File
 	requested := false
-	err := a.inTx(ctx, func(tx *sql.Tx) error {
+	err := a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		f, err = scanFile(tx.QueryRowContext(ctx, "SELECT "+fileColumns+" FROM files WHERE id = ?", id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -106,7 +106,7 @@ func (a *App) finishDeletions(ctx context.Context, files []File) ([]File, error)
 	}
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond)
 	var done []File
-	err := a.inTx(ctx, func(tx *sql.Tx) error {
+	err := a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		done = done[:0]
 		for _, f := range gone {
 			req := deleteRequest{Reason: ReasonExpired}
@@ -167,7 +167,7 @@ func (a *App) expireBatch(ctx context.Context) (deleted, notices int, more bool,
 	now := a.cfg.Now().UTC().Truncate(time.Millisecond)
 	limit := a.batchSize()
 	var files []File
-	err = a.inTx(ctx, func(tx *sql.Tx) error {
+	err = a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		files, err = queryFiles(ctx, tx, `SELECT `+fileColumns+` FROM files WHERE status = 'stored' AND expires_at <= ?
 			UNION SELECT `+fileColumns+` FROM files WHERE status = 'stored' AND delete_requested_at IS NOT NULL
 			ORDER BY expires_at, id LIMIT ?`, now.UnixMilli(), limit)

@@ -322,7 +322,7 @@ func TestPatchFileExpiry(t *testing.T) {
 
 	for _, body := range []string{``, `{}`, `not json`, `{"ttl":"2h","expires_at":"2030-01-01T00:00:00Z"}`,
 		`{"ttl":"-1h"}`, `{"ttl":0}`, `{"ttl":"soon"}`, `{"ttl":1.5}`, `{"ttl":true}`, `{"expires_at":"tomorrow"}`,
-		`{"expires_at":"2000-01-01T00:00:00Z"}`, `{"owner":"x"}`, `{"ttl":"2h"} {}`} {
+		`{"expires_at":"2000-01-01T00:00:00Z"}`, `{"owner":"x"}`, `{"ttl":"2h"} {}`, `{"ttl":null}`, `null`, `[]`} {
 		if st, b := sendJSON(t, "", http.MethodPatch, url, body); st != http.StatusBadRequest || !strings.Contains(string(b), `"error"`) {
 			t.Errorf("PATCH %s: %d %s", body, st, b)
 		}

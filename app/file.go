@@ -70,13 +70,14 @@ func (e errBadMetadata) Error() string { return e.msg }
 // upload is refused with a 400 before any byte is sent.
 func checkMetadata(meta map[string]string) error {
 	total := 0
-	extra := 0
+	extra, extraTotal := 0, 0
 	for k, v := range meta {
 		total += len(k) + len(v)
 		if reservedMeta[k] {
 			continue
 		}
 		extra++
+		extraTotal += len(k) + len(v)
 		if len(k) > maxMetaKeyLen || len(v) > maxMetaValueLen {
 			return errBadMetadata{fmt.Sprintf("metadata %q: keys may have %d bytes and values %d", truncate(k, 64), maxMetaKeyLen, maxMetaValueLen)}
 		}
@@ -87,7 +88,9 @@ func checkMetadata(meta map[string]string) error {
 	if extra > maxMetaKeys {
 		return errBadMetadata{fmt.Sprintf("metadata: at most %d keys besides filename and filetype", maxMetaKeys)}
 	}
-	if total > maxMetaTotal+2*maxFilenameLen {
+	// The keys besides the reserved ones are what finalize records
+	// (extraMetadata): bounded alike, so nothing accepted here is dropped.
+	if total > maxMetaTotal+2*maxFilenameLen || extraTotal > maxMetaTotal {
 		return errBadMetadata{fmt.Sprintf("metadata: at most %d bytes in all", maxMetaTotal)}
 	}
 	if err := checkTTLMeta(meta); err != nil {
@@ -119,20 +122,23 @@ func contentTypeOf(meta map[string]string) string {
 // Content-Disposition header: the base name only, no control characters,
 // bounded length, never empty.
 func cleanFilename(name string) string {
-	name = strings.ReplaceAll(name, "\\", "/")
-	name = path.Base(strings.TrimSpace(name))
+	// Control characters go first and the name is trimmed last, so what
+	// they hid or the cut left ("\x00 a", "a/ b", "..<spaces>x") is not
+	// left with surrounding space or as "..": cleaning again changes nothing.
 	name = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == utf8.RuneError {
 			return -1
 		}
 		return r
-	}, name)
-	if name == "." || name == "/" || name == ".." || name == "" {
-		return "upload"
-	}
+	}, strings.ReplaceAll(name, "\\", "/"))
+	name = path.Base(strings.TrimSpace(name))
 	for len(name) > maxFilenameLen {
 		_, size := utf8.DecodeLastRuneInString(name)
 		name = name[:len(name)-size]
+	}
+	name = strings.TrimSpace(name)
+	if name == "." || name == "/" || name == ".." || name == "" {
+		return "upload"
 	}
 	return name
 }
@@ -195,38 +201,39 @@ func (a *App) finalizeTx(c tus.Completed, start time.Time) error {
 		ExpiresAt:   now.Add(a.fileTTL(c.MetaData)),
 	}
 	meta, _ := json.Marshal(f.Metadata)
-	tx, err := a.db.W.BeginTx(ctx, nil)
+	stored := false
+	err := a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		stored = false // (a job may run twice: see committer.commit)
+		// The owner recorded when the upload was created: the same whether
+		// a request or the sweep finalizes it.
+		owner, err := ownerOfUpload(ctx, tx, tus.BaseID(c.UploadID))
+		if err != nil {
+			return err
+		}
+		f.OwnerID, f.OwnerUsername = owner.UserID, owner.Username
+		res, err := tx.ExecContext(ctx, `INSERT INTO files (id, upload_id, filename, content_type, size_bytes, sha256,
+			storage_backend, storage_bucket, storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (upload_id) DO NOTHING`,
+			f.ID, f.UploadID, f.Filename, f.ContentType, f.SizeBytes, f.SHA256,
+			f.Storage.Backend, f.Storage.Bucket, f.Storage.Key, string(meta), f.Status, f.OwnerID, f.OwnerUsername,
+			f.StoredAt.UnixMilli(), f.ExpiresAt.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("insert file: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // finalized before
+		}
+		if err := a.finishUpload(ctx, tx, f, now); err != nil {
+			return err
+		}
+		stored = true
+		return a.appendFileEvent(ctx, tx, EventFileUploaded, now, f, fileOwnerActor(f), "")
+	})
 	if err != nil {
 		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
 	}
-	defer tx.Rollback()
-	// The owner recorded when the upload was created: the same whether a
-	// request or the sweep finalizes it.
-	owner, err := ownerOfUpload(ctx, tx, tus.BaseID(c.UploadID))
-	if err != nil {
-		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
-	}
-	f.OwnerID, f.OwnerUsername = owner.UserID, owner.Username
-	res, err := tx.ExecContext(ctx, `INSERT INTO files (id, upload_id, filename, content_type, size_bytes, sha256,
-		storage_backend, storage_bucket, storage_key, metadata, status, owner_id, owner_username, stored_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (upload_id) DO NOTHING`,
-		f.ID, f.UploadID, f.Filename, f.ContentType, f.SizeBytes, f.SHA256,
-		f.Storage.Backend, f.Storage.Bucket, f.Storage.Key, string(meta), f.Status, f.OwnerID, f.OwnerUsername,
-		f.StoredAt.UnixMilli(), f.ExpiresAt.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("finalize %s: insert file: %w", c.UploadID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil // finalized before
-	}
-	if err := a.finishUpload(ctx, tx, f, now); err != nil {
-		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
-	}
-	if err := a.appendFileEvent(ctx, tx, EventFileUploaded, now, f, fileOwnerActor(f), ""); err != nil {
-		return fmt.Errorf("finalize %s: %w", c.UploadID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("finalize %s: commit: %w", c.UploadID, err)
+	if !stored {
+		return nil
 	}
 	a.outbox.Committed()
 	a.log.Info("file stored", "file_id", f.ID, "upload_id", f.UploadID, "size", f.SizeBytes,

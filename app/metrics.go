@@ -129,7 +129,7 @@ func (a *App) newRegistry() *prometheus.Registry {
 			ConstLabels: prometheus.Labels{"version": a.cfg.Version},
 		}, func() float64 { return 1 }),
 	)
-	for _, c := range []prometheus.Collector{metricEventsWritten, metricFinalizeDuration, metricFinalizeFailures, metricSweepFinalized, metricRequestDuration} {
+	for _, c := range []prometheus.Collector{metricEventsWritten, metricCommitBatch, metricFinalizeDuration, metricFinalizeFailures, metricSweepFinalized, metricRequestDuration} {
 		// The package-level collectors are shared by every App in a process
 		// (tests open many); each registry registers them once.
 		reg.MustRegister(c)

@@ -175,6 +175,10 @@ func (o *Ops) SetFileExpiry(ctx context.Context, id access.Identity, fileID stri
 		if expires.Before(f.StoredAt) {
 			return File{}, invalid("expires_at", "expires_at must not be before the file was stored")
 		}
+		if expires.Year() > 9999 {
+			// RFC 3339 (and so every JSON answer naming the file) ends there.
+			return File{}, invalid("expires_at", "expires_at must be before the year 10000")
+		}
 	default:
 		if *ch.TTL <= 0 {
 			return File{}, invalid("ttl", "ttl must be positive (whole seconds or a duration like 48h)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -183,6 +184,9 @@ func (a *App) authorizeUpload(r *http.Request, method string) *Error {
 		if _, err := a.ops.policy.Check(p.identity(), access.UploadCreate); err != nil {
 			return apiError(opError(err, ""))
 		}
+		if e := checkCreation(r, a.cfg.IETFDraft); e != nil {
+			return e
+		}
 		return a.authorizeConcat(r, p)
 	}
 	if !a.tus.ValidID(id) {
@@ -194,6 +198,34 @@ func (a *App) authorizeUpload(r *http.Request, method string) *Error {
 		op = access.UploadRead
 	}
 	return a.authorizeUploadID(r, p, id, op)
+}
+
+// checkCreation refuses what tusd v2.10.1 mishandles in a creation:
+//   - under the IETF draft, a Content-Type or Content-Disposition that does
+//     not parse: tusd passes mime's error on, which it answers with a 500;
+//   - more bytes than the Upload-Length declares: tusd creates the upload,
+//     then answers 413 without its Location, an upload its client never
+//     learns of (complete if it declared 0 bytes, so the sweep would make
+//     it a file).
+func checkCreation(r *http.Request, ietfDraft bool) *Error {
+	if ietfDraft && slices.Contains([]string{"3", "4", "5", "6"}, r.Header.Get("Upload-Draft-Interop-Version")) {
+		for _, h := range []string{"Content-Type", "Content-Disposition"} {
+			if v := r.Header.Get(h); v != "" {
+				if _, _, err := mime.ParseMediaType(v); err != nil {
+					return errBadRequest(h + " does not parse: " + err.Error())
+				}
+			}
+		}
+	}
+	if r.Header.Get("Content-Type") != "application/offset+octet-stream" || r.ContentLength <= 0 {
+		return nil
+	}
+	n, err := strconv.ParseInt(r.Header.Get("Upload-Length"), 10, 64)
+	if err != nil || r.ContentLength <= n {
+		return nil // tusd refuses a bad Upload-Length itself
+	}
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large",
+		Message: fmt.Sprintf("the request carries %d bytes, more than its Upload-Length of %d", r.ContentLength, n)}
 }
 
 // maxConcatParts bounds the partial uploads one concatenation may name.

@@ -111,7 +111,7 @@ func (a *App) recordUpload(ctx context.Context, info handler.FileInfo) (string, 
 	if !info.SizeIsDeferred {
 		length, reserve = &info.Size, info.Size
 	}
-	err := a.inTx(ctx, func(tx *sql.Tx) error {
+	err := a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := a.reserve(ctx, tx, o.key(), who, reserve); err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (a *App) fitsQuota(ctx context.Context, up uploadRow, need int64) *Error {
 // recordReceived reserves the bytes a deferred-length upload holds now
 // (offset), or its length once declared.
 func (a *App) recordReceived(ctx context.Context, up uploadRow, offset, declared int64) error {
-	return a.inTx(ctx, func(tx *sql.Tx) error {
+	return a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var length *int64
 		now := offset
 		if declared > 0 {
@@ -281,7 +281,7 @@ func doneUpload(ctx context.Context, tx *sql.Tx, uploadID string, now time.Time)
 // (abandoned, or cancelled by its client): its record goes and its
 // reservation goes back. An upload that became a file keeps its record.
 func (a *App) releaseUpload(ctx context.Context, uploadID string) error {
-	return a.inTx(ctx, func(tx *sql.Tx) error {
+	return a.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var o uploadOwner
 		var reserved int64
 		err := tx.QueryRowContext(ctx, `DELETE FROM uploads WHERE id = ? AND done_at IS NULL
@@ -315,17 +315,9 @@ func (a *App) openUploads(ctx context.Context) ([]string, error) {
 	return keyset.All(rows, err, keyset.String)
 }
 
-// inTx runs fn in a write transaction and commits it.
-func (a *App) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := a.db.W.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit()
+// inTx runs fn in a write transaction and commits it (see DB.Tx).
+func (a *App) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return a.db.Tx(ctx, fn)
 }
 
 // ParseSize reads a byte count: a whole number, optionally with a unit

@@ -150,7 +150,7 @@ type DeliveryPage struct {
 func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (DeliveryPage, error) {
 	var after any
 	if f.Cursor != "" {
-		if _, err := uuid.Parse(f.Cursor); err != nil {
+		if _, err := uuid.Parse(f.Cursor); err != nil || len(f.Cursor) != 36 { // canonical form only
 			return DeliveryPage{}, ErrBadCursor
 		}
 		after = f.Cursor

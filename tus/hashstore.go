@@ -43,6 +43,7 @@ type HashStore struct {
 	syncSlots chan struct{}
 	syncMu    sync.Mutex
 	syncing   map[string]chan struct{} // data file -> its running flush
+	dirSyncs  dirSyncs                 // shared syncs of the upload directory
 	// finishFailed, when set, is told the id of a complete upload (not a
 	// partial) whose FinishUpload failed: its finalize never ran.
 	finishFailed func(id string)
@@ -402,7 +403,7 @@ func (u *hashUpload) FinishUpload(ctx context.Context) error {
 	if err == nil && info.IsPartial {
 		// Flushed, not hashed: the final upload hashes its bytes as it
 		// copies them (hashing it here would read it all back).
-		return storageError(syncFile(u.dataPath(info)))
+		return storageError(u.store.syncFile(u.dataPath(info)))
 	}
 	if err == nil {
 		_, err = u.finish(ctx)
@@ -434,7 +435,7 @@ func (u *hashUpload) finish(ctx context.Context) (string, error) {
 	}
 	start := time.Now()
 	u.store.waitSync(u.dataPath(info))
-	if err := syncFile(u.dataPath(info)); err != nil {
+	if err := u.store.syncFile(u.dataPath(info)); err != nil {
 		return "", err
 	}
 	u.sync = time.Since(start)
@@ -443,26 +444,4 @@ func (u *hashUpload) finish(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return sum, nil
-}
-
-// syncFile flushes a file and its directory entry to stable storage.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("sync upload: %w", err)
-	}
-	err = f.Sync()
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("sync upload: %w", err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("sync upload dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync upload dir: %w", err)
-	}
-	return nil
 }

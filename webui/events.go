@@ -112,11 +112,12 @@ func (u *UI) retryDelivery(w http.ResponseWriter, r *http.Request, user *User) {
 	u.redirect(w, r, backTo(r, "/ui/events"), "The delivery was queued to be sent again.")
 }
 
-// backTo is the form's "back" field when it is a local /ui/ path, else
+// backTo is the form's "back" field when it is a local /ui/ path (that
+// SafeNext keeps: no control characters for the Location header), else
 // fallback.
 func backTo(r *http.Request, fallback string) string {
 	b := r.PostForm.Get("back")
-	if strings.HasPrefix(b, "/ui/") && !strings.ContainsAny(b, "\\\r\n") {
+	if strings.HasPrefix(b, "/ui/") && SafeNext(b) == b {
 		return b
 	}
 	return fallback

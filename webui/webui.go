@@ -399,10 +399,12 @@ func LoginURL(path string) string {
 }
 
 // SafeNext returns next if it is a path on this site ("/ui/files?x=1"),
-// else "/": a sign-in never sends anyone to another site.
+// else "/": a sign-in never sends anyone to another site. Control
+// characters are refused anywhere (url.Parse lets them pass in a
+// fragment, and a Location header must not carry them).
 func SafeNext(next string) string {
 	if len(next) > 2000 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
-		strings.ContainsAny(next, "\\\r\n") {
+		strings.ContainsRune(next, '\\') || strings.ContainsFunc(next, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return "/"
 	}
 	u, err := url.Parse(next)

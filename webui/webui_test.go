@@ -76,6 +76,7 @@ func TestBackTo(t *testing.T) {
 		"//evil.test/ui/":    "/fallback",
 		"/ui/\r\nSet-Cookie": "/fallback",
 		"/ui/\\evil":         "/fallback",
+		"/ui/#\x00":          "/fallback",
 		"":                   "/fallback",
 	} {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(url.Values{"back": {back}}.Encode()))

@@ -7,7 +7,7 @@
 //
 // Usage:
 //
-//	portalbench [-short] [-scenarios 1,2,5,6,7] [-reps N] [-bin build/portal] [-out build/bench/results.json]
+//	portalbench [-short] [-scenarios 1,2,5,8] [-reps N] [-bin build/portal] [-out build/bench/results.json]
 package main
 
 import (
@@ -52,6 +52,9 @@ type sizes struct {
 	NoisyRate          int
 	NoisyBgConc        int // background uploads of NoisyBgSize in its last phase
 	NoisyBgSize        int64
+	SmallFiles         int // files per run of scenario 8, of SmallSize bytes
+	SmallSize          int64
+	SmallClients       []int // the concurrent clients of its cases
 }
 
 var fullSizes = sizes{
@@ -61,6 +64,7 @@ var fullSizes = sizes{
 	Rows: 1_000_000, ListReps: 30,
 	EventUploads: 300, Backlog: 100_000,
 	NoisyEvents: 600, NoisyRate: 50, NoisyBgConc: 16, NoisyBgSize: 64 * miB,
+	SmallFiles: 3000, SmallSize: 10 * kiB, SmallClients: []int{1, 16, 64},
 }
 
 var shortSizes = sizes{
@@ -70,6 +74,7 @@ var shortSizes = sizes{
 	Rows: 2_000, ListReps: 3,
 	EventUploads: 10, Backlog: 300,
 	NoisyEvents: 10, NoisyRate: 50, NoisyBgConc: 2, NoisyBgSize: miB,
+	SmallFiles: 40, SmallSize: 10 * kiB, SmallClients: []int{1, 16},
 }
 
 // options are the command line.
@@ -95,7 +100,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.short, "short", false, "tiny sizes: a smoke run of the harness, not a measurement")
 	fs.IntVar(&o.reps, "reps", 5, "repetitions of each upload case (the finalize case runs 3×)")
 	fs.IntVar(&o.memReps, "mem-reps", 3, "repetitions of each memory case")
-	fs.StringVar(&scen, "scenarios", "1,2,3,4,5,6,7", "comma-separated scenarios to run")
+	fs.StringVar(&scen, "scenarios", "1,2,3,4,5,6,7,8", "comma-separated scenarios to run")
 	fs.StringVar(&o.dir, "dir", "", "where to put the run's scratch directory (uploads, databases; default: the system's temporary directory)")
 	fs.StringVar(&o.out, "out", "build/bench/results.json", "where to write the JSON results")
 	fs.StringVar(&o.bin, "bin", "build/portal", "portal binary for the memory scenario (5)")
@@ -110,8 +115,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, s := range strings.Split(scen, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 7 {
-			return o, fmt.Errorf("-scenarios: %q is not a scenario number 1..7", s)
+		if err != nil || n < 1 || n > 8 {
+			return o, fmt.Errorf("-scenarios: %q is not a scenario number 1..8", s)
 		}
 		o.scenarios = append(o.scenarios, n)
 	}
@@ -210,6 +215,7 @@ func benchmark(ctx context.Context, o options) (*Report, error) {
 		5: b.memory,
 		6: b.registry,
 		7: b.noisyNeighbours,
+		8: b.smallFileThroughput,
 	}
 	var errs []error
 	for _, n := range slices.Compact(slices.Sorted(slices.Values(o.scenarios))) {

@@ -19,7 +19,7 @@ import (
 // SHA-256 (scenario 1 checks) and no byte is read back to finish a digest.
 // It asserts no timing: the figures of a smoke run mean nothing.
 func TestSmoke(t *testing.T) {
-	scenarios := []int{1, 2, 3, 4, 6, 7}
+	scenarios := []int{1, 2, 3, 4, 6, 7, 8}
 	bin := ""
 	if !testing.Short() {
 		if _, err := exec.LookPath("go"); err == nil {
@@ -88,7 +88,7 @@ func TestSmoke(t *testing.T) {
 }
 
 func TestParseOptions(t *testing.T) {
-	for _, args := range [][]string{{"-scenarios", "8"}, {"-scenarios", "x"}, {"-reps", "0"}, {"-mem-reps", "1000"}} {
+	for _, args := range [][]string{{"-scenarios", "10"}, {"-scenarios", "x"}, {"-reps", "0"}, {"-mem-reps", "1000"}} {
 		if _, err := parseOptions(args, testWriter{t}); err == nil {
 			t.Errorf("%v: no error", args)
 		}

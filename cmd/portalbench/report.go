@@ -56,7 +56,9 @@ type Result struct {
 	Unit     string  `json:"unit"`
 	Portal   *Sample `json:"portal"`
 	Baseline *Sample `json:"baseline,omitempty"`
-	Raw      *Sample `json:"raw,omitempty"`
+	// Raw is the same bytes by io.Copy to files: with fsync beside the
+	// durable baseline (tusd+fdatasync), without beside the bare one.
+	Raw *Sample `json:"raw,omitempty"`
 	// Ratio is portal/baseline per repetition (or the case's own ratio).
 	Ratio  *Sample        `json:"ratio,omitempty"`
 	Target string         `json:"target,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -34,24 +35,32 @@ type server interface {
 }
 
 // baseline is tusd's handler with its filestore and nothing else: no
-// hashing, no finalize, no database, no locker, no middleware.
+// hashing, no finalize, no database, no locker, no middleware. The durable
+// baseline adds one thing: before an upload's last answer it fdatasyncs the
+// stored bytes (what the durability promise costs at the least).
 type baseline struct {
 	dir string
 	ln  net.Listener
 	srv *http.Server
 }
 
-func startBaseline(dir string) (*baseline, error) {
+func startBaseline(dir string, durable bool) (*baseline, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, err
 	}
 	composer := handler.NewStoreComposer()
 	filestore.New(dir).UseIn(composer)
-	h, err := handler.NewHandler(handler.Config{
+	cfg := handler.Config{
 		BasePath:      "/files/",
 		StoreComposer: composer,
 		Logger:        expslog.New(expslog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if durable {
+		cfg.PreFinishResponseCallback = func(ev handler.HookEvent) (handler.HTTPResponse, error) {
+			return handler.HTTPResponse{}, fdatasync(ev.Upload.Storage["Path"])
+		}
+	}
+	h, err := handler.NewHandler(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +74,16 @@ func startBaseline(dir string) (*baseline, error) {
 	// The label marks the server's goroutines in a CPU profile (-cpuprofile).
 	pprof.Do(context.Background(), pprof.Labels("server", "baseline"), func(context.Context) { go b.srv.Serve(ln) })
 	return b, nil
+}
+
+// fdatasync flushes a file's bytes to stable storage.
+func fdatasync(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return syscall.Fdatasync(int(f.Fd()))
 }
 
 func (b *baseline) URL() string  { return "http://" + b.ln.Addr().String() }
@@ -163,12 +182,19 @@ type fileList struct {
 		SizeBytes int64  `json:"size_bytes"`
 		SHA256    string `json:"sha256"`
 	} `json:"items"`
+	NextCursor string `json:"next_cursor"`
 }
 
-// listFiles fetches one page of the file list.
+// listFiles fetches the first page of the file list.
 func listFiles(ctx context.Context, hc *http.Client, base, token string, limit int) (fileList, error) {
+	return listFilesAfter(ctx, hc, base, token, limit, "")
+}
+
+// listFilesAfter fetches the page of the file list after cursor.
+func listFilesAfter(ctx context.Context, hc *http.Client, base, token string, limit int, cursor string) (fileList, error) {
 	var fl fileList
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/api/v1/files?limit=%d", base, limit), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
+		fmt.Sprintf("%s/api/v1/files?limit=%d&cursor=%s", base, limit, url.QueryEscape(cursor)), nil)
 	if err != nil {
 		return fl, err
 	}
