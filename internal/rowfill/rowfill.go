@@ -1,20 +1,23 @@
-package main
+// Package rowfill writes a portal's database as it looks after weeks of
+// use with millions of files: rows only (the store holds no bytes),
+// written by SQL in bulk. The benchmark (cmd/portalbench, scenario 6) and
+// the query-plan tests fill their databases with it.
+package rowfill
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/doorito/portal/app"
 	"github.com/google/uuid"
 	"golang.org/x/crypto/bcrypt"
+	_ "modernc.org/sqlite" // the "sqlite" driver
 )
 
-// The registry of scenario 6: n files with their uploads, events,
+// Fill writes n files with their uploads, events,
 // deliveries and attempts, written straight into a new data dir's
 // database by SQL (rows only: the store holds no bytes). It looks like a
 // portal that ran for four weeks:
@@ -45,34 +48,26 @@ import (
 // registryStart is how far back the registry's files go.
 const registrySpan = 28 * 24 * time.Hour
 
-// userPassword is the password of the registry's heavy user (who lists
+// UserPassword is the password of the registry's heavy user (who lists
 // their own files in the scenario).
-const userPassword = "portalbench-user"
+const UserPassword = "portalbench-user"
 
-// heavyUser is the username of the user owning 30% of the files.
-const heavyUser = "heavy"
+// HeavyUser is the username of the user owning 30% of the files.
+const HeavyUser = "heavy"
 
-// fillStats is what a fill wrote.
-type fillStats struct {
+// Stats is what a fill wrote.
+type Stats struct {
 	Files, Events, Deliveries, Attempts int64
 	Bytes                               int64 // size of the database file
 	Took                                time.Duration
 	Tables                              map[string]int64 // bytes per table and index (dbstat), if measured
 }
 
-// fillRegistry creates dataDir's database (migrated by the portal's own
-// code) and fills it with n files. Progress goes to logf.
-func fillRegistry(ctx context.Context, dataDir string, n int, logf func(string, ...any)) (fillStats, error) {
+// Fill fills the database at path, made and migrated by the portal
+// (app.OpenDB) and closed again, with n files. Progress goes to logf.
+func Fill(ctx context.Context, path string, n int, logf func(string, ...any)) (Stats, error) {
 	start := time.Now()
-	var st fillStats
-	path := filepath.Join(dataDir, "portal.db")
-	db, err := app.OpenDB(ctx, path)
-	if err != nil {
-		return st, err
-	}
-	if err := db.Close(); err != nil {
-		return st, err
-	}
+	var st Stats
 	// The fill writes once, without a journal or syncs: a crash leaves a
 	// scratch database to throw away.
 	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(OFF)"+
@@ -127,7 +122,7 @@ func fillRegistry(ctx context.Context, dataDir string, n int, logf func(string, 
 }
 
 // tableSizes returns the bytes each table and index of the database takes.
-func tableSizes(ctx context.Context, path string) (map[string]int64, error) {
+func TableSizes(ctx context.Context, path string) (map[string]int64, error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
 	if err != nil {
 		return nil, err
@@ -247,7 +242,7 @@ func (f *filler) params(extra ...any) []any {
 }
 
 func (f *filler) setup(ctx context.Context) error {
-	hash, err := bcrypt.GenerateFromPassword([]byte(userPassword), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(UserPassword), bcrypt.MinCost)
 	if err != nil {
 		return err
 	}
@@ -259,7 +254,7 @@ func (f *filler) setup(ctx context.Context) error {
 	for no := 1; no <= 100; no++ {
 		name := fmt.Sprintf("user%03d", no)
 		if no == 1 {
-			name = heavyUser
+			name = HeavyUser
 		}
 		id := uuid.Must(uuid.NewV7()).String()
 		if err := f.exec(ctx, `INSERT INTO bench_users (no, id, username) VALUES (?, ?, ?)`, no, id, name); err != nil {
@@ -407,11 +402,9 @@ FROM k LEFT JOIN files f ON f.rowid = k.r AND k.kind < 3
 ORDER BY k.seq`
 
 func (f *filler) events(ctx context.Context) error {
-	t0 := time.Now()
 	if err := f.exec(ctx, sqlEventOrder, f.params()...); err != nil {
 		return err
 	}
-	println("event order", time.Since(t0).String())
 	var total int
 	if err := f.db.QueryRowContext(ctx, "SELECT MAX(rowid) FROM event_order").Scan(&total); err != nil {
 		return err
