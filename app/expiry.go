@@ -243,7 +243,9 @@ func (a *App) notifyBatch(ctx context.Context) (n int, more bool, err error) {
 		return 0, false, fmt.Errorf("expiry: begin: %w", err)
 	}
 	defer tx.Rollback()
-	files, err := queryFiles(ctx, tx, `SELECT `+fileColumns+` FROM files
+	// files_notify holds only the stored files not yet notified: a run
+	// does not read those of the window it already announced.
+	files, err := queryFiles(ctx, tx, `SELECT `+fileColumns+` FROM files INDEXED BY files_notify
 		WHERE status = 'stored' AND expiring_notified_at IS NULL AND expires_at <= ?
 		ORDER BY expires_at, id LIMIT ?`, now.Add(a.cfg.ExpiryNotifyBefore).UnixMilli(), limit)
 	if err != nil {

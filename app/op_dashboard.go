@@ -23,8 +23,7 @@ func (o *Ops) Dashboard(ctx context.Context, id access.Identity) (webui.Dashboar
 	}
 	d.FilesStored, d.BytesStored = counts[StatusStored].n, counts[StatusStored].bytes
 	d.FilesDeleted = counts[StatusDeleted].n
-	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM files WHERE status = ? AND expires_at <= ?",
-		StatusStored, a.cfg.Now().Add(a.expiringWindow()).UnixMilli()).Scan(&d.ExpiringSoon); err != nil {
+	if d.ExpiringSoon, err = a.expiringCount(ctx, a.cfg.Now().Add(a.expiringWindow())); err != nil {
 		return d, fmt.Errorf("dashboard: %w", err)
 	}
 	if err := a.db.R.QueryRowContext(ctx, "SELECT COUNT(*) FROM users").Scan(&d.Users); err != nil {

@@ -64,11 +64,11 @@ type Attempt struct {
 	Error        string `json:"error"`
 }
 
-func insertDelivery(ctx context.Context, tx *sql.Tx, eventID, endpointID string, lane int, now time.Time) (string, error) {
+func insertDelivery(ctx context.Context, tx *sql.Tx, eventID, eventType, endpointID string, lane int, now time.Time) (string, error) {
 	id := uuid.Must(uuid.NewV7()).String()
-	_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, endpoint_id, status, lane, next_attempt_at,
-		created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`,
-		id, eventID, endpointID, lane, now.UnixMilli(), now.UnixMilli(), now.UnixMilli())
+	_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, event_type, endpoint_id, status, lane, next_attempt_at,
+		created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
+		id, eventID, eventType, endpointID, lane, now.UnixMilli(), now.UnixMilli(), now.UnixMilli())
 	return id, err
 }
 
@@ -117,7 +117,7 @@ func (o *Outbox) GetDelivery(ctx context.Context, id string) (Delivery, error) {
 // EventDeliveries returns the deliveries of one event, with their
 // attempts, in the order they were created.
 func (o *Outbox) EventDeliveries(ctx context.Context, eventID string) ([]Delivery, error) {
-	ds, err := o.queryDeliveries(ctx, "SELECT "+deliveryColumns+deliveryFrom+" WHERE d.event_id = ? ORDER BY d.id", eventID)
+	ds, err := o.queryDeliveries(ctx, "SELECT "+deliveryColumns+deliveryFrom+" WHERE d.event_id = ? ORDER BY d.endpoint_id", eventID)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (Delivery
 		after = f.Cursor
 	}
 	q := keyset.Select("SELECT "+deliveryColumns+deliveryFrom).
-		Eq("d.endpoint_id", f.EndpointID).Eq("d.status", f.Status).Eq("ev.type", f.EventType)
+		Eq("d.endpoint_id", f.EndpointID).Eq("d.status", f.Status).Eq("d.event_type", f.EventType)
 	items, next, err := keyset.Page(ctx, o.r, q, "d.id", after, f.Limit, scanDelivery,
 		func(d Delivery) string { return d.ID })
 	if err != nil {

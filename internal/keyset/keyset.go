@@ -55,8 +55,21 @@ func Page[T any](ctx context.Context, db Querier, q *Query, key string, after an
 		conds = append(conds[:len(conds):len(conds)], key+" < ?")
 		args = append(args[:len(args):len(args)], after)
 	}
+	return pageBy(ctx, db, q.sel, conds, args, key+" DESC", limit, scan, cursor)
+}
+
+// PageOrdered runs q in the order orderBy (whose last column is a unique
+// key), at most limit rows; q's conditions place the page (after the
+// cursor's row). When rows remain, next is the cursor of the last item.
+func PageOrdered[T any](ctx context.Context, db Querier, q *Query, orderBy string, limit int,
+	scan func(Scanner) (T, error), cursor func(T) string) (items []T, next string, err error) {
+	return pageBy(ctx, db, q.sel, q.conds, q.args, orderBy, limit, scan, cursor)
+}
+
+func pageBy[T any](ctx context.Context, db Querier, sel string, conds []string, args []any, orderBy string, limit int,
+	scan func(Scanner) (T, error), cursor func(T) string) (items []T, next string, err error) {
 	var b strings.Builder
-	b.WriteString(q.sel)
+	b.WriteString(sel)
 	for i, c := range conds {
 		if i == 0 {
 			b.WriteString(" WHERE ")
@@ -65,7 +78,7 @@ func Page[T any](ctx context.Context, db Querier, q *Query, key string, after an
 		}
 		b.WriteString(c)
 	}
-	b.WriteString(" ORDER BY " + key + " DESC LIMIT ?")
+	b.WriteString(" ORDER BY " + orderBy + " LIMIT ?")
 	rows, err := db.QueryContext(ctx, b.String(), append(args[:len(args):len(args)], limit+1)...)
 	if items, err = All(rows, err, scan); err != nil {
 		return nil, "", err

@@ -537,5 +537,12 @@ func (f *filler) totals(ctx context.Context) error {
 			return fmt.Errorf("%.60s: %w", strings.Join(strings.Fields(q), " "), err)
 		}
 	}
-	return nil
+	// Stored files by the hour they expire in (app migration 0009), which
+	// the dropped triggers would have counted.
+	var n int
+	if err := f.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'file_expiry_hours'").Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	return f.exec(ctx, `INSERT INTO file_expiry_hours (hour, files)
+		SELECT expires_at / 3600000, COUNT(*) FROM files WHERE status = 'stored' GROUP BY expires_at / 3600000`)
 }
