@@ -71,7 +71,7 @@ var shortSizes = sizes{
 	Single: 4 * miB, Chunked: 3 * miB, Chunk: 512 * kiB, Conc: 3, ConcSize: miB,
 	FinSmall: 64 * kiB, FinLarge: 4 * miB,
 	MemConc: 3, MemConcSize: 2 * miB, MemSmall: miB, MemLarge: 4 * miB,
-	Rows: 5_000, ListReps: 3,
+	Rows: 2_000, ListReps: 3,
 	EventUploads: 10, Backlog: 300,
 	NoisyEvents: 10, NoisyRate: 50, NoisyBgConc: 2, NoisyBgSize: miB,
 	SmallFiles: 40, SmallSize: 10 * kiB, SmallClients: []int{1, 16},
