@@ -247,8 +247,10 @@ testdata/e2e/node_modules: testdata/e2e/package.json testdata/e2e/package-lock.j
 	@touch $@
 
 ## bench: build the portal and run the benchmarks (cmd/portalbench, about 10
-## minutes): prints a table, writes build/bench/results.json. BENCH_FLAGS
-## adds options, e.g. BENCH_FLAGS='-scenarios 1 -reps 9'. `make test` runs
+## minutes, plus ~40 for scenario 6's registries of 1M and 4M files, ~30 GB
+## of disk; -registry-dir DIR keeps them): prints a table, writes
+## build/bench/results.json. BENCH_FLAGS adds options, e.g.
+## BENCH_FLAGS='-scenarios 1 -reps 9'. `make test` runs
 ## only a tiny smoke run of the harness.
 BENCH_FLAGS ?=
 bench: build

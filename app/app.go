@@ -3,6 +3,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -136,7 +137,7 @@ func (a *App) openStore(ctx context.Context) (err error) {
 	if a.dirLock, err = lockDataDir(a.cfg.DataDir); err != nil {
 		return err
 	}
-	a.db, err = OpenDB(ctx, dbPath(a.cfg.DataDir))
+	a.db, err = openDB(ctx, cmp.Or(a.cfg.sqlDriver, "sqlite"), dbPath(a.cfg.DataDir))
 	return err
 }
 

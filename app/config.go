@@ -131,6 +131,10 @@ type Config struct {
 	// wrapHandler, when set, wraps the whole HTTP handler (tests check
 	// every response with it: error bodies, the OpenAPI contract).
 	wrapHandler func(http.Handler) http.Handler
+	// sqlDriver, when set, names the database/sql driver the portal opens
+	// its database with instead of "sqlite" (tests record the statements
+	// the portal runs through a driver wrapping it).
+	sqlDriver string
 	// Logger receives the portal's logs; nil discards them.
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now. Tests inject a clock.

@@ -64,7 +64,13 @@ func dsn(path string, readOnly bool) string {
 // OpenDB opens (creating if needed) the database at path, checks that WAL
 // mode took effect and applies the embedded migrations.
 func OpenDB(ctx context.Context, path string) (*DB, error) {
-	w, err := sql.Open("sqlite", dsn(path, false))
+	return openDB(ctx, "sqlite", path)
+}
+
+// openDB is OpenDB through the named database/sql driver (which must be
+// modernc's "sqlite" or wrap it).
+func openDB(ctx context.Context, driver, path string) (*DB, error) {
+	w, err := sql.Open(driver, dsn(path, false))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
@@ -84,7 +90,7 @@ func OpenDB(ctx context.Context, path string) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
-	r, err := sql.Open("sqlite", dsn(path, true))
+	r, err := sql.Open(driver, dsn(path, true))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open database: %w", err)

@@ -94,6 +94,8 @@ func (a *App) fileTTL(meta map[string]string) time.Duration {
 type jobCounters struct {
 	runs, failures, handled atomic.Int64
 	lastSuccess             atomic.Int64 // Unix ms of the last run without error
+	ended                   atomic.Int64 // runs ended
+	lastDuration            atomic.Int64 // of the last run ended, in ns
 }
 
 // JobStats is a snapshot of a job's counters.
@@ -103,10 +105,15 @@ type JobStats struct {
 	Handled  int64 // files and uploads the runs acted on
 	// LastSuccess is when the last run without error ended (zero: never).
 	LastSuccess time.Time
+	// Ended counts the runs that ended; LastDuration is the last one's
+	// (measured by the job, on the real clock).
+	Ended        int64
+	LastDuration time.Duration
 }
 
 func (c *jobCounters) snapshot() JobStats {
-	s := JobStats{Runs: c.runs.Load(), Failures: c.failures.Load(), Handled: c.handled.Load()}
+	s := JobStats{Runs: c.runs.Load(), Failures: c.failures.Load(), Handled: c.handled.Load(),
+		Ended: c.ended.Load(), LastDuration: time.Duration(c.lastDuration.Load())}
 	if ms := c.lastSuccess.Load(); ms != 0 {
 		s.LastSuccess = time.UnixMilli(ms).UTC()
 	}
@@ -200,8 +207,11 @@ func countPanic(c *jobCounters) {
 // uploads: info when it did something, debug when idle, an error when it
 // failed (the next run retries). A run cut short by shutdown is no failure.
 func (a *App) endJob(ctx context.Context, job string, c *jobCounters, start time.Time, n int, err error, kv ...any) {
+	took := time.Since(start)
 	c.handled.Add(int64(n))
-	args := append([]any{"job", job, "duration", time.Since(start)}, kv...)
+	c.lastDuration.Store(int64(took))
+	defer c.ended.Add(1)
+	args := append([]any{"job", job, "duration", took}, kv...)
 	switch {
 	case err != nil && ctx.Err() != nil:
 		a.log.Info("job stopped by shutdown; the next run continues", args...)
@@ -243,7 +253,9 @@ func (a *App) notifyBatch(ctx context.Context) (n int, more bool, err error) {
 		return 0, false, fmt.Errorf("expiry: begin: %w", err)
 	}
 	defer tx.Rollback()
-	files, err := queryFiles(ctx, tx, `SELECT `+fileColumns+` FROM files
+	// files_notify holds only the stored files not yet notified: a run
+	// does not read those of the window it already announced.
+	files, err := queryFiles(ctx, tx, `SELECT `+fileColumns+` FROM files INDEXED BY files_notify
 		WHERE status = 'stored' AND expiring_notified_at IS NULL AND expires_at <= ?
 		ORDER BY expires_at, id LIMIT ?`, now.Add(a.cfg.ExpiryNotifyBefore).UnixMilli(), limit)
 	if err != nil {

@@ -405,6 +405,23 @@ func (a *App) fileCounts(ctx context.Context) (map[string]fileCount, error) {
 	return out, rows.Err()
 }
 
+// expiringCount counts the stored files that expire by t: those of the
+// hours before t's from file_expiry_hours (kept by triggers), those of
+// t's own hour from files_status_expires. It reads a row per hour, not a
+// row per file.
+func (a *App) expiringCount(ctx context.Context, t time.Time) (int64, error) {
+	by := t.UnixMilli()
+	hour := by / 3_600_000
+	var n int64
+	err := a.db.R.QueryRowContext(ctx, `SELECT (SELECT COALESCE(SUM(files), 0) FROM file_expiry_hours WHERE hour < ?)
+		+ (SELECT COUNT(*) FROM files WHERE status = 'stored' AND expires_at >= ? AND expires_at <= ?)`,
+		hour, hour*3_600_000, by).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count expiring files: %w", err)
+	}
+	return n, nil
+}
+
 // FileFilter selects files for listFiles.
 type FileFilter struct {
 	Status string
@@ -418,25 +435,40 @@ type FileFilter struct {
 	Limit          int
 }
 
-// FilePage is one page of files, newest first.
+// FilePage is one page of files, newest first (expiring ones: soonest
+// expiry first).
 type FilePage struct {
 	Items      []File `json:"items"`
 	NextCursor string `json:"next_cursor,omitempty"`
 }
 
-// listFiles returns files matching f, newest first. The cursor is the last
-// id of the previous page (UUIDv7 ids sort by creation time).
+// listFiles returns files matching f, newest first, or with
+// ExpiringBefore soonest expiry first. The cursor is the last id of the
+// previous page (UUIDv7 ids sort by creation time).
 func (a *App) listFiles(ctx context.Context, f FileFilter) (FilePage, error) {
 	q := keyset.Select("SELECT "+fileColumns+" FROM files").
 		Eq("status", f.Status).Eq("owner_id", f.OwnerID).Eq("owner_username", f.OwnerUsername)
+	var items []File
+	var next string
+	var err error
+	id := func(f File) string { return f.ID }
 	if f.ExpiringBefore != nil {
+		// Soonest expiry first, read in the order of files_status_expires
+		// (status, expires_at, id): a page costs the same however many
+		// files expire within the window. The cursor is still the last
+		// file's id; the page after it starts after that file's place.
 		q.Where("status = ? AND expires_at <= ?", StatusStored, f.ExpiringBefore.UnixMilli())
+		if f.Cursor != "" {
+			q.Where("(expires_at, id) > (SELECT c.expires_at, c.id FROM files c WHERE c.id = ?)", f.Cursor)
+		}
+		items, next, err = keyset.PageOrdered(ctx, a.db.R, q, "status, expires_at, id", f.Limit, scanFile, id)
+	} else {
+		var after any
+		if f.Cursor != "" {
+			after = f.Cursor
+		}
+		items, next, err = keyset.Page(ctx, a.db.R, q, "id", after, f.Limit, scanFile, id)
 	}
-	var after any
-	if f.Cursor != "" {
-		after = f.Cursor
-	}
-	items, next, err := keyset.Page(ctx, a.db.R, q, "id", after, f.Limit, scanFile, func(f File) string { return f.ID })
 	if err != nil {
 		return FilePage{}, fmt.Errorf("list files: %w", err)
 	}

@@ -170,7 +170,6 @@ func TestDashboardQueryPlans(t *testing.T) {
 		args []any
 	}{
 		{"SELECT status, files, bytes FROM file_totals", nil}, // fileCounts
-		{sqlExpiringSoon, []any{StatusStored, now.Add(24 * time.Hour).UnixMilli(), webui.ExpiringCap}},
 		{sqlUsers, nil},
 		{sqlUploadsInProgress, nil},
 		{sqlFileHours, []any{hour - 7*24 + 1, hour}},

@@ -10,13 +10,10 @@ import (
 )
 
 // The dashboard's own queries (their plans are tested: each reads an index
-// range or a small table, never all files or uploads). Files expiring
-// soon are counted up to webui.ExpiringCap: with a week's lifetime and a
-// day's window a seventh of all files qualify, and counting millions of
-// index entries takes longer than the whole page may.
+// range or a small table, never all files or uploads). Files expiring soon
+// come from the per-hour counts the triggers keep (expiringCount).
 const (
-	sqlExpiringSoon = `SELECT COUNT(*) FROM (SELECT 1 FROM files WHERE status = ? AND expires_at <= ? LIMIT ?)`
-	sqlUsers        = `SELECT COUNT(*) FROM users`
+	sqlUsers = `SELECT COUNT(*) FROM users`
 	// The partial index uploads_open holds only the uploads in progress.
 	sqlUploadsInProgress = `SELECT COUNT(*) FROM uploads WHERE done_at IS NULL AND partial = 0`
 )
@@ -35,8 +32,7 @@ func (o *Ops) Dashboard(ctx context.Context, id access.Identity) (webui.Dashboar
 	}
 	d.FilesStored, d.BytesStored = counts[StatusStored].n, counts[StatusStored].bytes
 	d.FilesDeleted = counts[StatusDeleted].n
-	if err := a.db.R.QueryRowContext(ctx, sqlExpiringSoon, StatusStored,
-		a.cfg.Now().Add(a.expiringWindow()).UnixMilli(), webui.ExpiringCap).Scan(&d.ExpiringSoon); err != nil {
+	if d.ExpiringSoon, err = a.expiringCount(ctx, a.cfg.Now().Add(a.expiringWindow())); err != nil {
 		return d, fmt.Errorf("dashboard: %w", err)
 	}
 	if err := a.db.R.QueryRowContext(ctx, sqlUsers).Scan(&d.Users); err != nil {

@@ -65,11 +65,11 @@ type Attempt struct {
 	Error        string `json:"error"`
 }
 
-func insertDelivery(ctx context.Context, tx *sql.Tx, eventID, endpointID string, lane int, now time.Time) (string, error) {
+func insertDelivery(ctx context.Context, tx *sql.Tx, eventID, eventType, endpointID string, lane int, now time.Time) (string, error) {
 	id := uuid.Must(uuid.NewV7()).String()
-	_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, endpoint_id, status, lane, next_attempt_at,
-		created_at, updated_at) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`,
-		id, eventID, endpointID, lane, now.UnixMilli(), now.UnixMilli(), now.UnixMilli())
+	_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, event_type, endpoint_id, status, lane, next_attempt_at,
+		created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)`,
+		id, eventID, eventType, endpointID, lane, now.UnixMilli(), now.UnixMilli(), now.UnixMilli())
 	return id, err
 }
 
@@ -171,7 +171,7 @@ func (o *Outbox) ListDeliveries(ctx context.Context, f DeliveryFilter) (Delivery
 		after = f.Cursor
 	}
 	q := keyset.Select("SELECT "+deliveryColumns+deliveryFrom).
-		Eq("d.endpoint_id", f.EndpointID).Eq("d.status", f.Status).Eq("ev.type", f.EventType)
+		Eq("d.endpoint_id", f.EndpointID).Eq("d.status", f.Status).Eq("d.event_type", f.EventType)
 	items, next, err := keyset.Page(ctx, o.r, q, "d.id", after, f.Limit, scanDelivery,
 		func(d Delivery) string { return d.ID })
 	if err != nil {

@@ -108,7 +108,7 @@ func (o *Outbox) Append(ctx context.Context, tx *sql.Tx, ev Event) error {
 	}
 	now := o.clock()
 	for _, ep := range targets {
-		if _, err := insertDelivery(ctx, tx, ev.ID, ep, laneFresh, now); err != nil {
+		if _, err := insertDelivery(ctx, tx, ev.ID, ev.Type, ep, laneFresh, now); err != nil {
 			return fmt.Errorf("outbox: fan out %s: %w", ev.Type, err)
 		}
 	}
@@ -134,7 +134,7 @@ func (o *Outbox) AppendTo(ctx context.Context, tx *sql.Tx, ev Event, endpointID 
 	if err := insertEvent(ctx, tx, ev); err != nil {
 		return "", err
 	}
-	id, err := insertDelivery(ctx, tx, ev.ID, endpointID, laneFresh, o.clock())
+	id, err := insertDelivery(ctx, tx, ev.ID, ev.Type, endpointID, laneFresh, o.clock())
 	if err != nil {
 		return "", fmt.Errorf("outbox: append %s: %w", ev.Type, err)
 	}

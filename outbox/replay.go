@@ -154,11 +154,11 @@ func (o *Outbox) missingBatch(ctx context.Context, ep Endpoint, since, afterSeq 
 func (o *Outbox) insertDeliveries(ctx context.Context, tx *sql.Tx, eventIDs []string, endpointID string) error {
 	now := o.clock().UnixMilli()
 	for _, id := range eventIDs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, endpoint_id, status, lane,
-			next_attempt_at, created_at, updated_at) SELECT ?, ?, ?, 'pending', 1, ?, ?, ?
-			WHERE EXISTS (SELECT 1 FROM endpoints WHERE id = ? AND deleted_at IS NULL)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, event_id, event_type, endpoint_id, status, lane,
+			next_attempt_at, created_at, updated_at) SELECT ?, ev.id, ev.type, ?, 'pending', 1, ?, ?, ?
+			FROM events ev WHERE ev.id = ? AND EXISTS (SELECT 1 FROM endpoints WHERE id = ? AND deleted_at IS NULL)
 			ON CONFLICT (event_id, endpoint_id) DO NOTHING`,
-			uuid.Must(uuid.NewV7()).String(), id, endpointID, now, now, now, endpointID); err != nil {
+			uuid.Must(uuid.NewV7()).String(), endpointID, now, now, now, id, endpointID); err != nil {
 			return err
 		}
 	}

@@ -93,13 +93,14 @@ func (o *Outbox) PruneEvents(ctx context.Context, before time.Time, batch int,
 		return 0, fmt.Errorf("outbox: prune history: %w", err)
 	}
 	pruned := 0
-	after := int64(0) // seq of the last candidate looked at
+	var after pruneCandidate // the last candidate looked at
+	after.createdAt = -1
 	for {
 		cands, err := o.pruneCandidates(ctx, before, after, batch)
 		if err != nil || len(cands) == 0 {
 			return pruned, err
 		}
-		after = cands[len(cands)-1].seq
+		after = cands[len(cands)-1]
 		var fileIDs []string
 		for _, c := range cands {
 			if c.fileID != "" {
@@ -125,17 +126,20 @@ func (o *Outbox) PruneEvents(ctx context.Context, before time.Time, batch int,
 }
 
 type pruneCandidate struct {
-	seq        int64
-	id, fileID string
+	seq, createdAt int64
+	id, fileID     string
 }
 
-// pruneCandidates lists up to batch events older than before, after seq
-// after, with no delivery pending or in flight.
-func (o *Outbox) pruneCandidates(ctx context.Context, before time.Time, after int64, batch int) ([]pruneCandidate, error) {
-	rows, err := o.r.QueryContext(ctx, `SELECT e.seq, e.id, COALESCE(e.file_id, '') FROM events e
-		WHERE e.created_at < ? AND e.seq > ?
+// pruneCandidates lists up to batch events older than before, after the
+// candidate after (in the order of events_created: creation time, seq),
+// with no delivery pending or in flight. It reads only the events older
+// than before, which the pruning keeps few.
+func (o *Outbox) pruneCandidates(ctx context.Context, before time.Time, after pruneCandidate, batch int) ([]pruneCandidate, error) {
+	rows, err := o.r.QueryContext(ctx, `SELECT e.seq, e.created_at, e.id, COALESCE(e.file_id, '') FROM events e
+		WHERE e.created_at < ? AND (e.created_at, e.seq) > (?, ?)
 		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.status IN (?, ?))
-		ORDER BY e.seq LIMIT ?`, before.UnixMilli(), after, StatusPending, StatusDelivering, batch)
+		ORDER BY e.created_at, e.seq LIMIT ?`, before.UnixMilli(), after.createdAt, after.seq,
+		StatusPending, StatusDelivering, batch)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: prune: %w", err)
 	}
@@ -143,7 +147,7 @@ func (o *Outbox) pruneCandidates(ctx context.Context, before time.Time, after in
 	var out []pruneCandidate
 	for rows.Next() {
 		var c pruneCandidate
-		if err := rows.Scan(&c.seq, &c.id, &c.fileID); err != nil {
+		if err := rows.Scan(&c.seq, &c.createdAt, &c.id, &c.fileID); err != nil {
 			return nil, fmt.Errorf("outbox: prune: %w", err)
 		}
 		out = append(out, c)

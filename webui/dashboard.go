@@ -56,7 +56,7 @@ func (u *UI) dashboardPage(w http.ResponseWriter, r *http.Request, user *User) {
 		u.fail(w, r, err)
 		return
 	}
-	data := map[string]any{"D": d, "Window": u.limits().ExpiringWithin, "ExpiringCap": int64(ExpiringCap)}
+	data := map[string]any{"D": d, "Window": u.limits().ExpiringWithin}
 	if u.be.DashboardHistory != nil {
 		h, err := u.be.DashboardHistory(r, p.D)
 		if err != nil {

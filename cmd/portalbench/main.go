@@ -44,7 +44,7 @@ type sizes struct {
 	MemConc            int   // concurrent uploads of MemConcSize (peak RSS)
 	MemConcSize        int64
 	MemSmall, MemLarge int64 // RSS flat in file size
-	Rows               int   // registry scale
+	Rows               int   // registry scale (scenario 6 measures Rows and 4×Rows files)
 	ListReps           int
 	EventUploads       int // uploads at 20/s for the event latency
 	Backlog            int // events to deliver
@@ -96,7 +96,9 @@ type options struct {
 	cpuprofile string
 	only       string
 	backlog    int
-	log        io.Writer
+	// registryDir keeps scenario 6's registries (filled once, used again).
+	registryDir string
+	log         io.Writer
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -113,6 +115,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.bin, "bin", "build/portal", "portal binary for the memory scenario (5)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (client and in-process portal)")
 	fs.IntVar(&o.backlog, "backlog", 0, "events in the delivery backlog of scenario 4 (default 100000; -short 300)")
+	fs.StringVar(&o.registryDir, "registry-dir", "", "keep scenario 6's registries (databases of millions of rows) here and use them again on later runs")
 	fs.StringVar(&o.only, "case", "", "run only the upload cases (scenario 1) whose name contains this")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -51,14 +51,7 @@ type Scanner interface{ Scan(dest ...any) error }
 func Page[T any](ctx context.Context, db Querier, q *Query, key string, after any, limit int,
 	scan func(Scanner) (T, error), cursor func(T) string) (items []T, next string, err error) {
 	query, args := q.SQL(key, after, limit)
-	rows, err := db.QueryContext(ctx, query, args...)
-	if items, err = All(rows, err, scan); err != nil {
-		return nil, "", err
-	}
-	if len(items) > limit {
-		return items[:limit], cursor(items[limit-1]), nil
-	}
-	return items, "", nil
+	return run(ctx, db, query, args, limit, scan, cursor)
 }
 
 // SQL is the statement and arguments Page runs for q (query plan tests
@@ -70,8 +63,22 @@ func (q *Query) SQL(key string, after any, limit int) (string, []any) {
 		conds = append(conds[:len(conds):len(conds)], key+" < ?")
 		args = append(args[:len(args):len(args)], after)
 	}
+	return statement(q.sel, conds, args, key+" DESC", limit)
+}
+
+// PageOrdered runs q in the order orderBy (whose last column is a unique
+// key), at most limit rows; q's conditions place the page (after the
+// cursor's row). When rows remain, next is the cursor of the last item.
+func PageOrdered[T any](ctx context.Context, db Querier, q *Query, orderBy string, limit int,
+	scan func(Scanner) (T, error), cursor func(T) string) (items []T, next string, err error) {
+	query, args := statement(q.sel, q.conds, q.args, orderBy, limit)
+	return run(ctx, db, query, args, limit, scan, cursor)
+}
+
+// statement builds sel WHERE conds ORDER BY orderBy LIMIT limit+1.
+func statement(sel string, conds []string, args []any, orderBy string, limit int) (string, []any) {
 	var b strings.Builder
-	b.WriteString(q.sel)
+	b.WriteString(sel)
 	for i, c := range conds {
 		if i == 0 {
 			b.WriteString(" WHERE ")
@@ -80,8 +87,22 @@ func (q *Query) SQL(key string, after any, limit int) (string, []any) {
 		}
 		b.WriteString(c)
 	}
-	b.WriteString(" ORDER BY " + key + " DESC LIMIT ?")
+	b.WriteString(" ORDER BY " + orderBy + " LIMIT ?")
 	return b.String(), append(args[:len(args):len(args)], limit+1)
+}
+
+// run reads one page: at most limit items, and the cursor of the last one
+// when the statement found one row more.
+func run[T any](ctx context.Context, db Querier, query string, args []any, limit int,
+	scan func(Scanner) (T, error), cursor func(T) string) (items []T, next string, err error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if items, err = All(rows, err, scan); err != nil {
+		return nil, "", err
+	}
+	if len(items) > limit {
+		return items[:limit], cursor(items[limit-1]), nil
+	}
+	return items, "", nil
 }
 
 // All reads every row of a query with scan and closes the rows; rows and
