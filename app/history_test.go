@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/doorito/portal/app/access"
+	"github.com/doorito/portal/internal/sqlplan"
 	"github.com/doorito/portal/webui"
 )
 
@@ -232,22 +233,9 @@ func mustPlans(tb testing.TB, a *App) func(q string, args ...any) []string {
 	tb.Cleanup(func() { r.Close() })
 	return func(q string, args ...any) []string {
 		tb.Helper()
-		rows, err := r.Query("EXPLAIN QUERY PLAN "+q, args...)
+		out, err := sqlplan.Explain(r, q, args...)
 		if err != nil {
-			tb.Fatalf("%s: %v", q, err)
-		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				tb.Fatal(err)
-			}
-			out = append(out, detail)
-		}
-		if len(out) == 0 {
-			tb.Fatalf("no plan for %s", q)
+			tb.Fatal(err)
 		}
 		return out
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/doorito/portal/internal/rowfill"
+	"github.com/doorito/portal/internal/sqlplan"
 )
 
 // The query-plan test: the portal runs its hot paths (the /metrics
@@ -233,21 +234,11 @@ func checkPlans(tb testing.TB, path string, stmts []recorded) []planProblem {
 				args[i] = a.Value
 			}
 		}
-		rows, err := db.Query("EXPLAIN QUERY PLAN "+s.query, args...)
+		lines, err := sqlplan.Explain(db, s.query, args...)
 		if err != nil {
-			tb.Errorf("EXPLAIN %s: %v", s.query, err)
+			tb.Error(err)
 			continue
 		}
-		var lines []string
-		for rows.Next() {
-			var id, parent, notused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-				tb.Fatal(err)
-			}
-			lines = append(lines, detail)
-		}
-		rows.Close()
 		names := bigNames(s.query)
 		scanOK := !whereRE.MatchString(s.query) && limitRE.MatchString(strings.TrimSpace(s.query))
 		for _, l := range lines {

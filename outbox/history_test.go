@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/doorito/portal/internal/keyset"
+	"github.com/doorito/portal/internal/sqlplan"
 )
 
 // movingClock is a test clock that starts at start and moves only when
@@ -402,22 +403,9 @@ func dbFile(tb testing.TB, o *Outbox) string {
 // explain returns the lines of a query's plan.
 func explain(tb testing.TB, db *sql.DB, q string, args ...any) []string {
 	tb.Helper()
-	rows, err := db.Query("EXPLAIN QUERY PLAN "+q, args...)
+	out, err := sqlplan.Explain(db, q, args...)
 	if err != nil {
-		tb.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			tb.Fatal(err)
-		}
-		out = append(out, detail)
-	}
-	if len(out) == 0 {
-		tb.Fatalf("no plan for %s", q)
+		tb.Fatal(err)
 	}
 	return out
 }
