@@ -5,7 +5,7 @@
 #   make docker-image                    the same runtime around build/portal, pulling
 #                                        nothing (the "prebuilt" target; what CI tests)
 #
-# Design (docs/operations.md, "Docker image"): the first stage, "runtime", is
+# Design (docs/operations.md, "Docker"): the first stage, "runtime", is
 # the image's one runtime definition: user, volume, environment, health
 # check, entrypoint. Both images are that stage plus a binary: "prebuilt"
 # adds the one `make build` made (copied into docker/bin/ by make), the last
