@@ -215,13 +215,19 @@ func (c *contractChecker) check(r *http.Request, body []byte, rec *exchangeRecor
 	return strings.Join(problems, "\n")
 }
 
-// ignoredHeader reports whether e is a request header the document does
-// not declare: the portal ignores the headers it does not read (a Range on
-// a list, say), so only the ones it reads must be declared, and those are
-// checked by the operations' parameters.
+// ignoredHeader reports whether e is a request header or query parameter
+// the document does not declare: the portal ignores those it does not read
+// (a Range on a list, say), so only the ones it reads must be declared, and
+// those are checked by the operations' parameters.
 func ignoredHeader(e *vErrors.ValidationError) bool {
-	return e.ValidationType == vErrors.StrictValidationType && e.ValidationSubType == vErrors.StrictSubTypeHeader &&
-		strings.HasPrefix(e.Message, "request header ")
+	if e.ValidationType != vErrors.StrictValidationType {
+		return false
+	}
+	// Query parameters it does not declare are ignored too (a client's
+	// cache-buster, say), whatever their name ("$.query.*" in the ignore
+	// paths misses names that need brackets, like ".").
+	return e.ValidationSubType == vErrors.StrictSubTypeQuery ||
+		e.ValidationSubType == vErrors.StrictSubTypeHeader && strings.HasPrefix(e.Message, "request header ")
 }
 
 // unroutable reports whether the request has no path or method in the
