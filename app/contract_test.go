@@ -248,9 +248,13 @@ func unroutable(errs []*vErrors.ValidationError) bool {
 func (c *contractChecker) checkUnrouted(req *http.Request, status int, rec *exchangeRecorder) string {
 	switch status {
 	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
-		if loc, err := url.Parse(rec.Header().Get("Location")); err == nil && loc.Path != req.URL.Path &&
-			path.Clean(loc.Path) == path.Clean(req.URL.Path) {
-			return ""
+		// (ServeMux escapes the cleaned path once more: "/api//%20" goes to
+		// "/api/%2520", so the Location is unescaped twice to compare.)
+		if loc, err := url.Parse(rec.Header().Get("Location")); err == nil && loc.Path != req.URL.Path {
+			twice, _ := url.PathUnescape(loc.Path)
+			if c := path.Clean(req.URL.Path); path.Clean(loc.Path) == c || path.Clean(twice) == c {
+				return ""
+			}
 		}
 	}
 	var e struct {
