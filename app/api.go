@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 )
@@ -69,11 +70,17 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) err
 	return nil
 }
 
+// fieldNames caches jsonFieldNames by type (request types are few and fixed).
+var fieldNames sync.Map // reflect.Type -> map[string]bool
+
 // jsonFieldNames returns the exact JSON keys of the struct t points to
 // (embedded structs' included), or nil when t is not a pointer to a struct.
 func jsonFieldNames(t reflect.Type) map[string]bool {
 	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
 		return nil
+	}
+	if names, ok := fieldNames.Load(t); ok {
+		return names.(map[string]bool)
 	}
 	names := map[string]bool{}
 	var walk func(reflect.Type)
@@ -99,6 +106,7 @@ func jsonFieldNames(t reflect.Type) map[string]bool {
 		}
 	}
 	walk(t.Elem())
+	fieldNames.Store(t, names)
 	return names
 }
 

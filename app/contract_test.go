@@ -184,7 +184,7 @@ func (c *contractChecker) check(r *http.Request, body []byte, rec *exchangeRecor
 		Body: io.NopCloser(bytes.NewReader(respBody))}
 	reqOK, reqErrs := c.v.ValidateHttpRequestSync(req)
 	if !reqOK {
-		reqErrs = slices.DeleteFunc(reqErrs, ignoredHeader)
+		reqErrs = slices.DeleteFunc(reqErrs, ignoredUndeclared)
 		reqOK = len(reqErrs) == 0
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
@@ -215,11 +215,11 @@ func (c *contractChecker) check(r *http.Request, body []byte, rec *exchangeRecor
 	return strings.Join(problems, "\n")
 }
 
-// ignoredHeader reports whether e is a request header or query parameter
+// ignoredUndeclared reports whether e is a request header or query parameter
 // the document does not declare: the portal ignores those it does not read
 // (a Range on a list, say), so only the ones it reads must be declared, and
 // those are checked by the operations' parameters.
-func ignoredHeader(e *vErrors.ValidationError) bool {
+func ignoredUndeclared(e *vErrors.ValidationError) bool {
 	if e.ValidationType != vErrors.StrictValidationType {
 		return false
 	}

@@ -39,7 +39,8 @@ func (d *dirSyncs) sync(dir string) error {
 }
 
 // dirSyncer shares the syncs of one directory. Syncs run one at a time
-// and are numbered as they start; started and done count them.
+// and are numbered as they start; started and done count them (one is
+// running while started > done).
 type dirSyncer struct {
 	dir     string
 	syncFn  func(dir string) error // syncDir (tests count and fail syncs)
@@ -48,7 +49,6 @@ type dirSyncer struct {
 	started uint64 // syncs begun
 	done    uint64 // syncs ended (they end in order)
 	lastOK  uint64 // the number of the last sync that succeeded
-	running bool
 }
 
 func (s *dirSyncer) sync() error {
@@ -57,17 +57,15 @@ func (s *dirSyncer) sync() error {
 	// Any sync numbered ticket or later starts after this call.
 	ticket := s.started + 1
 	for s.done < ticket {
-		if s.running {
+		if s.started > s.done { // one is running
 			s.cond.Wait()
 			continue
 		}
-		s.running = true
 		s.started++
 		n := s.started
 		s.mu.Unlock()
 		err := s.syncFn(s.dir)
 		s.mu.Lock()
-		s.running = false
 		s.done = n
 		if err == nil {
 			s.lastOK = n
