@@ -59,9 +59,7 @@ func startGateway(ctx context.Context, dir string) (*gateway, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--quiet", "--port", addr, "posix", root)
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s3test.AccessKey, "ROOT_SECRET_KEY="+s3test.SecretKey,
-		"VGW_REGION="+s3test.Region)
+	cmd := s3test.Command(bin, addr, root, "", "")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start versitygw: %w", err)
@@ -109,10 +107,13 @@ func (g *gateway) stop() {
 // portal takes credentials only from the SDK's chain): the gateway's root
 // keys, no shared files, no instance metadata.
 func s3Env(dir string) []string {
-	none := filepath.Join(dir, "none")
-	return []string{"AWS_ACCESS_KEY_ID=" + s3test.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3test.SecretKey,
-		"AWS_REGION=" + s3test.Region, "AWS_CONFIG_FILE=" + none, "AWS_SHARED_CREDENTIALS_FILE=" + none,
-		"AWS_EC2_METADATA_DISABLED=true"}
+	var env []string
+	for k, v := range s3test.Env(s3test.AccessKey, s3test.SecretKey, filepath.Join(dir, "none")) {
+		if v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // s3Args are `portal serve`'s flags for the gateway, under prefix.

@@ -63,6 +63,19 @@ func Binary() (string, error) {
 	return p, nil
 }
 
+// Command is versitygw serving the buckets in dir on addr with the root
+// account AccessKey/SecretKey in Region (with TLS when cert and key are
+// given), for tests and for the benchmark.
+func Command(bin, addr, dir, cert, key string) *exec.Cmd {
+	args := []string{"--quiet", "--port", addr}
+	if cert != "" {
+		args = append(args, "--cert", cert, "--key", key)
+	}
+	cmd := exec.Command(bin, append(args, "posix", dir)...)
+	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey, "VGW_REGION="+Region)
+	return cmd
+}
+
 // Server is a versitygw process serving Dir on 127.0.0.1.
 type Server struct {
 	// URL is the endpoint, http://127.0.0.1:PORT.
@@ -195,12 +208,7 @@ func (s *Server) Restart() {
 		s.tb.Fatal(err)
 	}
 	defer logf.Close()
-	args := []string{"--quiet", "--port", s.addr}
-	if s.cert != "" {
-		args = append(args, "--cert", s.cert, "--key", s.key)
-	}
-	cmd := exec.Command(s.bin, append(args, "posix", s.Dir)...)
-	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+AccessKey, "ROOT_SECRET_KEY="+SecretKey, "VGW_REGION="+Region)
+	cmd := Command(s.bin, s.addr, s.Dir, s.cert, s.key)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		s.tb.Fatalf("s3test: start versitygw: %v", err)
@@ -261,8 +269,20 @@ func (s *Server) SetEnv(tb testing.TB) {
 // endpoint from the environment.
 func SetEnv(tb testing.TB, accessKey, secretKey string) {
 	tb.Helper()
-	none := filepath.Join(tb.TempDir(), "none")
-	for k, v := range map[string]string{
+	for k, v := range Env(accessKey, secretKey, filepath.Join(tb.TempDir(), "none")) {
+		tb.Setenv(k, v)
+	}
+	for _, k := range []string{"AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} {
+		os.Unsetenv(k) // Setenv restores them after the test
+	}
+}
+
+// Env is the AWS SDK environment SetEnv sets: these keys, the test region,
+// none (a path that does not exist) as the shared files, no instance
+// metadata, no session token, profile or endpoint from the environment
+// (empty values, which the caller unsets).
+func Env(accessKey, secretKey, none string) map[string]string {
+	return map[string]string{
 		"AWS_ACCESS_KEY_ID":           accessKey,
 		"AWS_SECRET_ACCESS_KEY":       secretKey,
 		"AWS_SESSION_TOKEN":           "",
@@ -273,11 +293,6 @@ func SetEnv(tb testing.TB, accessKey, secretKey string) {
 		"AWS_EC2_METADATA_DISABLED":   "true",
 		"AWS_ENDPOINT_URL":            "",
 		"AWS_ENDPOINT_URL_S3":         "",
-	} {
-		tb.Setenv(k, v)
-	}
-	for _, k := range []string{"AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} {
-		os.Unsetenv(k) // Setenv restores them after the test
 	}
 }
 
